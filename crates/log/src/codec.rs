@@ -1,0 +1,150 @@
+//! Value encodings: `[format u8][…postcard…]`, so old values stay readable after a change.
+//!
+//! A record in `events` is
+//! `[format = 1][prev_hash: 32 bytes][postcard(RecordedEvent)][hash: 32 bytes]`, where
+//! `hash = blake3(format ‖ prev_hash ‖ postcard bytes)`. Each partition's records form a hash
+//! chain: a record's `prev_hash` is the `hash` of the record before it (zeros for offset 0).
+//! Reading a record checks its own hash, so a flipped byte is an error, never a wrong answer.
+//!
+//! To change a shape: add a new format number, keep the old decoder, and upcast old values to
+//! the current type on read. The golden-bytes tests fail on any silent change.
+
+use covenant_domain::{CustomerState, Position, RecordedEvent, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LogError, Result};
+
+/// Format byte of v1 records.
+pub const RECORD_FORMAT_V1: u8 = 1;
+/// Format byte of v1 stream heads.
+pub(crate) const HEAD_FORMAT_V1: u8 = 1;
+/// Format byte of v1 command outcomes.
+pub(crate) const OUTCOME_FORMAT_V1: u8 = 1;
+/// Length of a blake3 hash.
+pub const HASH_LEN: usize = 32;
+/// `prev_hash` of the first record of every partition.
+pub const GENESIS_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
+
+/// A chain hash.
+pub type ChainHash = [u8; HASH_LEN];
+
+/// Encodes `event` as a record following `prev_hash`; returns the bytes and the record's hash.
+pub fn encode_record(prev_hash: &ChainHash, event: &RecordedEvent) -> Result<(Vec<u8>, ChainHash)> {
+    let mut value = Vec::with_capacity(1 + 2 * HASH_LEN + 192);
+    value.push(RECORD_FORMAT_V1);
+    value.extend_from_slice(prev_hash);
+    let value = postcard::to_extend(event, value).map_err(|error| LogError::CorruptMetadata {
+        what: "event to encode".into(),
+        reason: error.to_string(),
+    })?;
+    let mut value = value;
+    let hash: ChainHash = blake3::hash(&value).into();
+    value.extend_from_slice(&hash);
+    Ok((value, hash))
+}
+
+/// The parts of a stored record, checked against its own hash but not yet decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub format: u8,
+    pub prev_hash: &'a [u8],
+    pub body: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+fn corrupt(position: Position, reason: impl Into<String>) -> LogError {
+    LogError::Corrupt { position, reason: reason.into() }
+}
+
+/// Splits a stored record and checks its hash.
+pub fn split_record(position: Position, value: &[u8]) -> Result<RawRecord<'_>> {
+    if value.len() < 1 + 2 * HASH_LEN {
+        return Err(corrupt(position, format!("value is {} bytes, shorter than any record", value.len())));
+    }
+    let format = value[0];
+    if format != RECORD_FORMAT_V1 {
+        return Err(corrupt(position, format!("unknown record format {format}")));
+    }
+    let (hashed, hash) = value.split_at(value.len() - HASH_LEN);
+    let computed = blake3::hash(hashed);
+    if computed.as_bytes() != hash {
+        return Err(corrupt(position, "hash mismatch: the stored bytes were altered"));
+    }
+    Ok(RawRecord { format, prev_hash: &hashed[1..1 + HASH_LEN], body: &hashed[1 + HASH_LEN..], hash })
+}
+
+/// Decodes a stored record, checking its hash and that it sits where it says it does.
+pub fn decode_record(position: Position, value: &[u8]) -> Result<RecordedEvent> {
+    let raw = split_record(position, value)?;
+    decode_body(position, raw.body)
+}
+
+/// Decodes a record body already checked by [`split_record`].
+pub fn decode_body(position: Position, body: &[u8]) -> Result<RecordedEvent> {
+    let event: RecordedEvent =
+        postcard::from_bytes(body).map_err(|error| corrupt(position, format!("does not decode: {error}")))?;
+    if event.position != position {
+        return Err(corrupt(
+            position,
+            format!(
+                "record says it is at partition {} offset {}",
+                event.position.partition, event.position.offset
+            ),
+        ));
+    }
+    Ok(event)
+}
+
+/// What `streams` keeps per customer: the stream's head and the decision state after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StreamHead {
+    /// Offset of the customer's latest event in their partition.
+    pub(crate) last_offset: u64,
+    /// Decision state after `state.version` events.
+    pub(crate) state: CustomerState,
+}
+
+pub(crate) fn encode_head(head: &StreamHead) -> Result<Vec<u8>> {
+    postcard::to_extend(head, vec![HEAD_FORMAT_V1]).map_err(|error| LogError::CorruptMetadata {
+        what: "stream head to encode".into(),
+        reason: error.to_string(),
+    })
+}
+
+/// Decodes a stream head; `None` when its format is unknown (the caller rebuilds it).
+pub(crate) fn decode_head(value: &[u8]) -> Option<StreamHead> {
+    match value.split_first() {
+        Some((&HEAD_FORMAT_V1, body)) => postcard::from_bytes(body).ok(),
+        _ => None,
+    }
+}
+
+/// The stored result of a command: a retry with the same `command_id` returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredOutcome {
+    /// xxh3-128 of the encoded command: a reused id with another command is refused.
+    pub(crate) fingerprint: u128,
+    pub(crate) partition: u16,
+    pub(crate) first_offset: u64,
+    pub(crate) event_count: u32,
+    pub(crate) stream_version: u64,
+    pub(crate) recorded_at: Timestamp,
+}
+
+pub(crate) fn encode_outcome(outcome: &StoredOutcome) -> Result<Vec<u8>> {
+    postcard::to_extend(outcome, vec![OUTCOME_FORMAT_V1]).map_err(|error| LogError::CorruptMetadata {
+        what: "command outcome to encode".into(),
+        reason: error.to_string(),
+    })
+}
+
+pub(crate) fn decode_outcome(value: &[u8]) -> Result<StoredOutcome> {
+    match value.split_first() {
+        Some((&OUTCOME_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|error| {
+            LogError::CorruptMetadata { what: "command outcome".into(), reason: error.to_string() }
+        }),
+        _ => {
+            Err(LogError::CorruptMetadata { what: "command outcome".into(), reason: "unknown format".into() })
+        }
+    }
+}

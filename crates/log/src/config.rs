@@ -1,0 +1,67 @@
+//! How a log is opened: where, how many partitions, how durable, how big a group commit.
+
+use std::path::PathBuf;
+
+use covenant_domain::Span;
+use serde::{Deserialize, Serialize};
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// After the write reached RocksDB's WAL in the OS page cache (no fsync): survives a process
+    /// crash, not a power loss.
+    Buffered,
+    /// After the group commit's WAL write was fsynced (the default).
+    #[default]
+    Fsync,
+    /// As `Fsync`, and after the events were acknowledged by JetStream (needs the relay).
+    Replicated,
+}
+
+/// Partition count of a new log when none is given.
+pub const DEFAULT_PARTITIONS: u16 = 8;
+
+/// Options for [`crate::EventLog::open`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Directory of the RocksDB database.
+    pub path: PathBuf,
+    /// Partition count. `None` opens an existing log with its stored count, or creates one
+    /// with [`DEFAULT_PARTITIONS`]; `Some(p)` must match the stored count.
+    pub partitions: Option<u16>,
+    pub durability: Durability,
+    /// Most commands one group commit takes.
+    pub max_batch: usize,
+    /// Most customer decision states each partition writer keeps in memory.
+    pub state_cache_per_partition: usize,
+    /// How long command outcomes are kept for idempotent retries; `None` keeps them forever.
+    pub command_retention: Option<Span>,
+}
+
+impl LogConfig {
+    /// Defaults for a log at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            partitions: None,
+            durability: Durability::Fsync,
+            max_batch: 1024,
+            state_cache_per_partition: 100_000,
+            command_retention: None,
+        }
+    }
+
+    /// The same config with `partitions` set.
+    pub fn with_partitions(mut self, partitions: u16) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// The same config with `durability` set.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}

@@ -1,0 +1,446 @@
+//! Covenant's event log: the system of record, in RocksDB (DESIGN §3).
+//!
+//! Each customer's events form a **stream**; streams are spread over a fixed number of
+//! **partitions** (`xxh3(customer_id) % P`, P stored at creation). Each partition has a dense
+//! offset sequence, its own blake3 **hash chain**, and one **writer thread** that turns queued
+//! commands into group commits. Appends are idempotent by `command_id` (outcomes kept durably in
+//! the same batch as the events) and may carry an `expected_version`.
+//!
+//! # Layout
+//! - [`config`]: [`LogConfig`], [`Durability`].
+//! - `keys` / [`codec`]: key layouts and the versioned, hash-chained value encoding.
+//! - `store`: the RocksDB database and blocking reads.
+//! - `writer`: the partition writer (decide → one `WriteBatch` → sync → reply).
+//! - this file: [`EventLog`], the async handle; [`LogReader`], the blocking read handle;
+//!   [`Tail`], the in-process feed of newly committed records.
+//!
+//! No RocksDB call runs on an async runtime worker: writes run on the writer threads, and the
+//! async reads go through `tokio::task::spawn_blocking`.
+
+pub mod codec;
+pub mod config;
+mod error;
+mod keys;
+mod store;
+mod writer;
+
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::thread::JoinHandle;
+
+use covenant_domain::{Command, CommandId, CustomerId, EventMetadata, Position, RecordedEvent, Timestamp};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use config::{DEFAULT_PARTITIONS, Durability, LogConfig};
+pub use error::{LogError, Result};
+pub use store::PartitionVerification;
+
+use crate::codec::StoredOutcome;
+use crate::store::Store;
+use crate::writer::{AppendJob, PartitionWriter};
+
+/// Commands one partition's queue holds before `append` waits for room.
+const QUEUE_DEPTH: usize = 8192;
+
+/// A command for one customer's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub customer_id: CustomerId,
+    /// The caller's id for this command: a retry with the same id returns the first outcome.
+    pub command_id: CommandId,
+    /// When set, the stream must be at exactly this version (0 for a new stream).
+    pub expected_version: Option<u64>,
+    pub metadata: EventMetadata,
+    pub command: Command,
+}
+
+/// Where an accepted command's events went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub partition: u16,
+    /// Offset of the first event; the events are at consecutive offsets.
+    pub first_offset: u64,
+    pub event_count: u32,
+    /// The stream's version after the command.
+    pub stream_version: u64,
+    pub recorded_at: Timestamp,
+    /// True when this is a retry answered from the stored outcome (nothing was appended).
+    pub deduplicated: bool,
+}
+
+impl AppendOutcome {
+    fn from_stored(outcome: &StoredOutcome, deduplicated: bool) -> Self {
+        Self {
+            partition: outcome.partition,
+            first_offset: outcome.first_offset,
+            event_count: outcome.event_count,
+            stream_version: outcome.stream_version,
+            recorded_at: outcome.recorded_at,
+            deduplicated,
+        }
+    }
+
+    /// Positions of the appended events.
+    pub fn positions(&self) -> impl Iterator<Item = Position> + use<> {
+        let partition = self.partition;
+        (self.first_offset..self.first_offset + u64::from(self.event_count))
+            .map(move |offset| Position { partition, offset })
+    }
+
+    /// Position of the last appended event, if any.
+    pub fn last_position(&self) -> Option<Position> {
+        self.positions().last()
+    }
+}
+
+/// The recording clock: `recorded_at` and deadline checks use it.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// The hook for `replicated` durability: confirms that a partition's records up to an offset
+/// were acknowledged by the replication layer (the NATS relay).
+pub trait ReplicationWaiter: Send + Sync + fmt::Debug + 'static {
+    fn wait_replicated(
+        &self,
+        partition: u16,
+        last_offset: u64,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<(), String>> + Send + '_>>;
+}
+
+struct Inner {
+    store: Arc<Store>,
+    /// Emptied by `close`, which ends the writers once their queues drain.
+    queues: RwLock<Vec<mpsc::Sender<AppendJob>>>,
+    committed: Vec<watch::Receiver<u64>>,
+    writers: Mutex<Vec<JoinHandle<()>>>,
+    durability: Durability,
+    replication: OnceLock<Arc<dyn ReplicationWaiter>>,
+}
+
+/// The async handle to an open event log. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLog")
+            .field("path", &self.inner.store.path())
+            .field("partitions", &self.inner.store.partition_count())
+            .field("durability", &self.inner.durability)
+            .finish()
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| LogError::Closed)?
+}
+
+impl EventLog {
+    /// Opens (or creates) the log and starts one writer thread per partition. Blocking: call it
+    /// before starting a runtime or through [`EventLog::open`].
+    pub fn open_blocking(config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        if config.max_batch == 0 {
+            return Err(LogError::Config("max_batch must be at least 1".into()));
+        }
+        let store = Arc::new(Store::open(&config)?);
+        let partitions = store.partition_count();
+        let mut queues = Vec::with_capacity(usize::from(partitions));
+        let mut committed = Vec::with_capacity(usize::from(partitions));
+        let mut writers = Vec::with_capacity(usize::from(partitions));
+        for partition in 0..partitions {
+            let chain = store.chain_head(partition)?;
+            let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
+            let (committed_sender, committed_receiver) = watch::channel(chain.next_offset);
+            let writer = PartitionWriter {
+                partition,
+                store: Arc::clone(&store),
+                chain,
+                states: Default::default(),
+                state_cache_capacity: config.state_cache_per_partition,
+                durability: config.durability,
+                max_batch: config.max_batch,
+                clock: Arc::clone(&clock),
+                committed: committed_sender,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("log-writer-{partition}"))
+                .spawn(move || writer.run(receiver))
+                .map_err(|source| LogError::Io {
+                    action: "start writer thread for",
+                    path: config.path.display().to_string(),
+                    source,
+                })?;
+            queues.push(queue);
+            committed.push(committed_receiver);
+            writers.push(handle);
+        }
+        tracing::info!(path = %config.path.display(), partitions, durability = ?config.durability, "event log open");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                queues: RwLock::new(queues),
+                committed,
+                writers: Mutex::new(writers),
+                durability: config.durability,
+                replication: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Opens (or creates) the log on a blocking thread, with the system clock.
+    pub async fn open(config: LogConfig) -> Result<Self> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Opens (or creates) the log on a blocking thread, with `clock` as the recording clock.
+    pub async fn open_with_clock(config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        blocking(move || Self::open_blocking(config, clock)).await
+    }
+
+    /// The partition count, fixed at creation.
+    pub fn partition_count(&self) -> u16 {
+        self.inner.store.partition_count()
+    }
+
+    /// The durability mode appends are acknowledged with.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        self.inner.store.path()
+    }
+
+    /// Attaches the replication layer that `replicated` durability waits for. Only the first
+    /// attachment counts.
+    pub fn attach_replication(&self, replication: Arc<dyn ReplicationWaiter>) {
+        let _ = self.inner.replication.set(replication);
+    }
+
+    /// Decides and appends one command; answers once it is durable per the durability mode.
+    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome> {
+        let partition = request.customer_id.partition(self.partition_count());
+        let fingerprint = command_fingerprint(&request.command)?;
+        let (reply, answer) = oneshot::channel();
+        let queue = self
+            .inner
+            .queues
+            .read()
+            .ok()
+            .and_then(|queues| queues.get(usize::from(partition)).cloned())
+            .ok_or(LogError::Closed)?;
+        queue.send(AppendJob { request, fingerprint, reply }).await.map_err(|_| LogError::Closed)?;
+        let outcome = answer.await.map_err(|_| LogError::Closed)??;
+        if self.inner.durability == Durability::Replicated && !outcome.deduplicated {
+            let replication = self.inner.replication.get().ok_or(LogError::ReplicationUnavailable)?;
+            if let Some(last) = outcome.last_position() {
+                replication
+                    .wait_replicated(last.partition, last.offset)
+                    .await
+                    .map_err(LogError::Replication)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// A blocking read handle sharing this log's database.
+    pub fn reader(&self) -> LogReader {
+        LogReader { store: Arc::clone(&self.inner.store) }
+    }
+
+    /// The next offset to be committed in `partition`, as a watch that changes on each commit.
+    pub fn committed(&self, partition: u16) -> Result<watch::Receiver<u64>> {
+        self.inner.store.check_partition(partition)?;
+        Ok(self.inner.committed[usize::from(partition)].clone())
+    }
+
+    /// Up to `max` events of a customer's stream from `from_version` (1-based) on.
+    pub async fn read_stream(
+        &self,
+        customer_id: CustomerId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let reader = self.reader();
+        blocking(move || reader.read_stream(&customer_id, from_version, max)).await
+    }
+
+    /// Up to `max` records of `partition` from `from_offset` on.
+    pub async fn read_partition(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let reader = self.reader();
+        blocking(move || reader.read_partition(partition, from_offset, max)).await
+    }
+
+    /// A feed of `partition`'s records from `from_offset` on: past ones first, then each new
+    /// commit as it happens.
+    pub fn tail(&self, partition: u16, from_offset: u64) -> Result<Tail> {
+        Ok(Tail {
+            log: self.clone(),
+            partition,
+            next_offset: from_offset,
+            committed: self.committed(partition)?,
+            max_batch: 1024,
+        })
+    }
+
+    /// Walks every partition's hash chain.
+    pub async fn verify(&self) -> Result<Vec<PartitionVerification>> {
+        let reader = self.reader();
+        blocking(move || reader.verify()).await
+    }
+
+    /// Writes a consistent online backup (a RocksDB checkpoint) to `destination`, a new directory
+    /// on the same filesystem (files are hard-linked where possible).
+    pub async fn backup(&self, destination: impl Into<PathBuf>) -> Result<()> {
+        let reader = self.reader();
+        let destination = destination.into();
+        blocking(move || reader.backup(&destination)).await
+    }
+
+    /// Deletes command outcomes recorded before `cutoff`: retries of those commands will append
+    /// again. Returns how many were deleted.
+    pub async fn purge_command_outcomes(&self, cutoff: Timestamp) -> Result<u64> {
+        let reader = self.reader();
+        blocking(move || reader.store.purge_command_outcomes(cutoff)).await
+    }
+
+    /// Stops the writers after the commands already queued, and waits for them. Appends through
+    /// any clone of this handle fail with [`LogError::Closed`] afterwards. The database itself
+    /// closes when the last handle, reader and tail are dropped.
+    pub async fn close(self) -> Result<()> {
+        let writers = std::mem::take(&mut *self.inner.writers.lock().map_err(|_| LogError::Closed)?);
+        // Dropping the queue senders ends each writer once the commands already queued are done.
+        self.inner.queues.write().map_err(|_| LogError::Closed)?.clear();
+        blocking(move || {
+            for writer in writers {
+                writer.join().map_err(|_| LogError::Closed)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// xxh3-128 of the postcard encoding of a command: identifies "the same command" for retries.
+fn command_fingerprint(command: &Command) -> Result<u128> {
+    let bytes = postcard::to_stdvec(command).map_err(|error| LogError::CorruptMetadata {
+        what: "command to fingerprint".into(),
+        reason: error.to_string(),
+    })?;
+    Ok(xxhash_rust::xxh3::xxh3_128(&bytes))
+}
+
+/// A blocking read handle: for threads that may block (CLI tools, `spawn_blocking`, tests).
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    store: Arc<Store>,
+}
+
+impl LogReader {
+    /// The partition count.
+    pub fn partition_count(&self) -> u16 {
+        self.store.partition_count()
+    }
+
+    /// Up to `max` events of a customer's stream from `from_version` (1-based) on.
+    pub fn read_stream(
+        &self,
+        customer_id: &CustomerId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.store.read_stream(customer_id, from_version, max)
+    }
+
+    /// Up to `max` records of `partition` from `from_offset` on.
+    pub fn read_partition(&self, partition: u16, from_offset: u64, max: usize) -> Result<Vec<RecordedEvent>> {
+        self.store.read_partition(partition, from_offset, max)
+    }
+
+    /// Visits up to `max` decoded records of `partition` from `from_offset` on without
+    /// collecting them; returns how many were visited.
+    pub fn scan_partition(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+        mut visit: impl FnMut(RecordedEvent),
+    ) -> Result<usize> {
+        self.store.scan_partition(partition, from_offset, max, |position, value| {
+            visit(codec::decode_record(position, value)?);
+            Ok(())
+        })
+    }
+
+    /// The next offset to be written in `partition` (its record count).
+    pub fn partition_end(&self, partition: u16) -> Result<u64> {
+        self.store.check_partition(partition)?;
+        Ok(self.store.chain_head(partition)?.next_offset)
+    }
+
+    /// Walks every partition's hash chain and reports the first bad record of each.
+    pub fn verify(&self) -> Result<Vec<PartitionVerification>> {
+        (0..self.store.partition_count()).map(|partition| self.store.verify_partition(partition)).collect()
+    }
+
+    /// Writes a consistent online backup to `destination` (a new directory).
+    pub fn backup(&self, destination: &Path) -> Result<()> {
+        self.store.checkpoint(destination)
+    }
+}
+
+/// An in-process feed of one partition's committed records, for the relay.
+#[derive(Debug)]
+pub struct Tail {
+    log: EventLog,
+    partition: u16,
+    next_offset: u64,
+    committed: watch::Receiver<u64>,
+    max_batch: usize,
+}
+
+impl Tail {
+    /// The offset the next record returned will have.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The next records (at least one), waiting for a commit when the feed is caught up.
+    pub async fn next_batch(&mut self) -> Result<Vec<RecordedEvent>> {
+        loop {
+            let committed = *self.committed.borrow_and_update();
+            if committed > self.next_offset {
+                let wanted =
+                    usize::try_from(committed - self.next_offset).unwrap_or(usize::MAX).min(self.max_batch);
+                let events = self.log.read_partition(self.partition, self.next_offset, wanted).await?;
+                if let Some(last) = events.last() {
+                    self.next_offset = last.position.offset + 1;
+                    return Ok(events);
+                }
+            }
+            self.committed.changed().await.map_err(|_| LogError::Closed)?;
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The RocksDB database under the log: opening it, its metadata, and blocking reads.
+//!
+//! Everything here blocks. It runs on the partition writer threads or, for the async API, under
+//! `tokio::task::spawn_blocking` — never on the async runtime's worker threads.
+
+use std::path::{Path, PathBuf};
+
+use covenant_domain::{CustomerId, Position, RecordedEvent};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::codec::{self, ChainHash, GENESIS_HASH, StoredOutcome, StreamHead};
+use crate::config::{DEFAULT_PARTITIONS, LogConfig};
+use crate::error::{LogError, Result};
+use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_META, CF_STREAM_INDEX, CF_STREAMS, COLUMN_FAMILIES};
+
+/// Format of the log as a whole; bumped only for changes old code cannot read.
+const LOG_FORMAT: u8 = 1;
+
+/// The open database and its fixed partition count.
+#[derive(Debug)]
+pub(crate) struct Store {
+    db: DB,
+    path: PathBuf,
+    partition_count: u16,
+}
+
+/// Where a partition's chain ends: the next offset to write and the hash to chain onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainHead {
+    pub(crate) next_offset: u64,
+    pub(crate) last_hash: ChainHash,
+}
+
+/// The result of walking one partition's hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionVerification {
+    pub partition: u16,
+    /// Records checked before the walk ended (all of them when `problem` is `None`).
+    pub records: u64,
+    /// Hash of the last good record (zeros for an empty partition).
+    pub head_hash: ChainHash,
+    /// The first bad position and what is wrong with it.
+    pub problem: Option<(Position, String)>,
+}
+
+fn cf_options(point_lookups: bool) -> Options {
+    let mut options = Options::default();
+    options.set_compression_type(DBCompressionType::Lz4);
+    if point_lookups {
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        options.set_block_based_table_factory(&table);
+    }
+    options
+}
+
+impl Store {
+    /// Opens or creates the database and checks its partition count.
+    pub(crate) fn open(config: &LogConfig) -> Result<Self> {
+        if config.partitions == Some(0) {
+            return Err(LogError::Config("partitions must be at least 1".into()));
+        }
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.increase_parallelism(2);
+        options.set_max_background_jobs(2);
+        options.set_keep_log_file_num(4);
+        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
+            let point_lookups = matches!(*name, CF_STREAMS | CF_COMMANDS | keys::CF_KEYS);
+            ColumnFamilyDescriptor::new(*name, cf_options(point_lookups))
+        });
+        let db = DB::open_cf_descriptors(&options, &config.path, descriptors)?;
+        let mut store = Store { db, path: config.path.clone(), partition_count: 0 };
+        store.partition_count = store.check_meta(config.partitions)?;
+        Ok(store)
+    }
+
+    fn check_meta(&self, requested: Option<u16>) -> Result<u16> {
+        let meta = self.cf(CF_META)?;
+        let stored = self.db.get_cf(meta, keys::META_PARTITION_COUNT)?;
+        match stored {
+            Some(bytes) => {
+                let stored = <[u8; 2]>::try_from(bytes.as_slice()).map(u16::from_be_bytes).map_err(|_| {
+                    LogError::CorruptMetadata {
+                        what: "meta partition_count".into(),
+                        reason: "not a u16".into(),
+                    }
+                })?;
+                if let Some(format) = self.db.get_cf(meta, keys::META_FORMAT)?
+                    && format.as_slice() != [LOG_FORMAT]
+                {
+                    return Err(LogError::Config(format!(
+                        "the log at {} has format {:?}; this build reads format {LOG_FORMAT}",
+                        self.path.display(),
+                        format
+                    )));
+                }
+                match requested {
+                    Some(requested) if requested != stored => Err(LogError::PartitionCountMismatch {
+                        path: self.path.display().to_string(),
+                        stored,
+                        requested,
+                    }),
+                    _ => Ok(stored),
+                }
+            }
+            None => {
+                let count = requested.unwrap_or(DEFAULT_PARTITIONS);
+                let mut batch = WriteBatch::default();
+                batch.put_cf(meta, keys::META_PARTITION_COUNT, count.to_be_bytes());
+                batch.put_cf(meta, keys::META_FORMAT, [LOG_FORMAT]);
+                let mut sync = WriteOptions::default();
+                sync.set_sync(true);
+                self.db.write_opt(batch, &sync)?;
+                Ok(count)
+            }
+        }
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| LogError::CorruptMetadata {
+            what: format!("column family {name}"),
+            reason: "missing".into(),
+        })
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn partition_count(&self) -> u16 {
+        self.partition_count
+    }
+
+    pub(crate) fn check_partition(&self, partition: u16) -> Result<()> {
+        if partition >= self.partition_count {
+            return Err(LogError::NoSuchPartition { partition, partition_count: self.partition_count });
+        }
+        Ok(())
+    }
+
+    /// The end of a partition's chain, from its last record.
+    pub(crate) fn chain_head(&self, partition: u16) -> Result<ChainHead> {
+        let mut iterator = self.db.raw_iterator_cf(self.cf(CF_EVENTS)?);
+        iterator.seek_for_prev(keys::event_key(partition, u64::MAX));
+        if let (Some(key), Some(value)) = (iterator.key(), iterator.value())
+            && let Some((key_partition, offset)) = keys::parse_event_key(key)
+            && key_partition == partition
+        {
+            let raw = codec::split_record(Position { partition, offset }, value)?;
+            let mut last_hash = GENESIS_HASH;
+            last_hash.copy_from_slice(raw.hash);
+            return Ok(ChainHead { next_offset: offset + 1, last_hash });
+        }
+        iterator.status()?;
+        Ok(ChainHead { next_offset: 0, last_hash: GENESIS_HASH })
+    }
+
+    /// The stored head of a customer's stream, rebuilt from the events when its format is old.
+    pub(crate) fn stream_head(&self, customer_id: &CustomerId) -> Result<Option<StreamHead>> {
+        let Some(value) = self.db.get_pinned_cf(self.cf(CF_STREAMS)?, customer_id.as_str())? else {
+            return Ok(None);
+        };
+        if let Some(head) = codec::decode_head(&value) {
+            return Ok(Some(head));
+        }
+        tracing::warn!(customer_id = %customer_id, "stream head in an unknown format: rebuilding it from the events");
+        self.rebuild_head(customer_id).map(Some)
+    }
+
+    /// Folds a customer's whole stream into a fresh stream head.
+    pub(crate) fn rebuild_head(&self, customer_id: &CustomerId) -> Result<StreamHead> {
+        let mut head = StreamHead { last_offset: 0, state: Default::default() };
+        let mut from_version = 1;
+        loop {
+            let events = self.read_stream(customer_id, from_version, 1024)?;
+            let Some(last) = events.last() else { break };
+            from_version = last.stream_version + 1;
+            for event in &events {
+                covenant_domain::apply(&mut head.state, &event.event, event.metadata.occurred_at);
+                head.last_offset = event.position.offset;
+            }
+        }
+        Ok(head)
+    }
+
+    /// The stored outcome of `command_id` on this customer, if any.
+    pub(crate) fn command_outcome(
+        &self,
+        customer_id: &str,
+        command_id: &str,
+    ) -> Result<Option<StoredOutcome>> {
+        let key = keys::command_key(customer_id, command_id);
+        match self.db.get_pinned_cf(self.cf(CF_COMMANDS)?, key)? {
+            Some(value) => codec::decode_outcome(&value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `max` records of `partition` from `from_offset` on, in offset order.
+    pub(crate) fn read_partition(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let mut events = Vec::with_capacity(max.min(4096));
+        self.scan_partition(partition, from_offset, max, |position, value| {
+            events.push(codec::decode_record(position, value)?);
+            Ok(())
+        })?;
+        Ok(events)
+    }
+
+    /// Calls `visit` with up to `max` raw records of `partition` from `from_offset` on, checking
+    /// that offsets are dense. Returns the number visited.
+    pub(crate) fn scan_partition(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+        mut visit: impl FnMut(Position, &[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        self.check_partition(partition)?;
+        let mut read_options = ReadOptions::default();
+        read_options.set_iterate_upper_bound(keys::event_key(partition, u64::MAX).to_vec());
+        read_options.set_readahead_size(1 << 20);
+        let mut iterator = self.db.raw_iterator_cf_opt(self.cf(CF_EVENTS)?, read_options);
+        iterator.seek(keys::event_key(partition, from_offset));
+        let mut expected = from_offset;
+        let mut visited = 0;
+        while visited < max {
+            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else { break };
+            let position = Position { partition, offset: expected };
+            match keys::parse_event_key(key) {
+                Some((key_partition, offset)) if key_partition == partition && offset == expected => {}
+                Some((_, offset)) => {
+                    return Err(LogError::Corrupt {
+                        position,
+                        reason: format!("missing: the next stored offset is {offset}"),
+                    });
+                }
+                None => return Err(LogError::Corrupt { position, reason: "malformed key".into() }),
+            }
+            visit(position, value)?;
+            visited += 1;
+            expected += 1;
+            iterator.next();
+        }
+        iterator.status()?;
+        Ok(visited)
+    }
+
+    /// Up to `max` events of a customer's stream from `from_version` (1-based) on.
+    pub(crate) fn read_stream(
+        &self,
+        customer_id: &CustomerId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let partition = customer_id.partition(self.partition_count);
+        let prefix = keys::stream_index_prefix(customer_id.as_str());
+        let mut offsets = Vec::new();
+        let start = keys::stream_index_key(customer_id.as_str(), from_version.max(1));
+        let iterator =
+            self.db.iterator_cf(self.cf(CF_STREAM_INDEX)?, IteratorMode::From(&start, Direction::Forward));
+        for item in iterator {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || offsets.len() >= max {
+                break;
+            }
+            let offset = <[u8; 8]>::try_from(&*value).map(u64::from_be_bytes).map_err(|_| {
+                LogError::CorruptMetadata {
+                    what: format!("stream index of customer {customer_id}"),
+                    reason: "offset is not a u64".into(),
+                }
+            })?;
+            offsets.push(offset);
+        }
+        let events_cf = self.cf(CF_EVENTS)?;
+        let keys: Vec<[u8; 10]> = offsets.iter().map(|offset| keys::event_key(partition, *offset)).collect();
+        let values = self.db.batched_multi_get_cf(events_cf, &keys, true);
+        let mut events = Vec::with_capacity(offsets.len());
+        for (offset, value) in offsets.into_iter().zip(values) {
+            let position = Position { partition, offset };
+            let value = value?.ok_or_else(|| LogError::Corrupt {
+                position,
+                reason: format!(
+                    "the stream index of customer {customer_id} points here but no record is stored"
+                ),
+            })?;
+            events.push(codec::decode_record(position, &value)?);
+        }
+        Ok(events)
+    }
+
+    /// Walks a partition's hash chain from offset 0 and reports the first bad record.
+    pub(crate) fn verify_partition(&self, partition: u16) -> Result<PartitionVerification> {
+        let mut report =
+            PartitionVerification { partition, records: 0, head_hash: GENESIS_HASH, problem: None };
+        let mut expected_prev = GENESIS_HASH;
+        let result = self.scan_partition(partition, 0, usize::MAX, |position, value| {
+            let raw = codec::split_record(position, value)?;
+            if raw.prev_hash != expected_prev {
+                return Err(LogError::Corrupt {
+                    position,
+                    reason: "prev_hash does not match the hash of the record before it (chain broken)".into(),
+                });
+            }
+            codec::decode_body(position, raw.body)?;
+            expected_prev.copy_from_slice(raw.hash);
+            report.records += 1;
+            report.head_hash = expected_prev;
+            Ok(())
+        });
+        match result {
+            Ok(_) => Ok(report),
+            Err(LogError::Corrupt { position, reason }) => {
+                report.problem = Some((position, reason));
+                Ok(report)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Writes a consistent point-in-time copy of the database to `destination` (must not exist).
+    pub(crate) fn checkpoint(&self, destination: &Path) -> Result<()> {
+        if destination.exists() {
+            return Err(LogError::Config(format!(
+                "backup destination {} already exists: choose a new directory",
+                destination.display()
+            )));
+        }
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
+        checkpoint.create_checkpoint(destination)?;
+        Ok(())
+    }
+
+    /// Deletes command outcomes recorded before `cutoff`; returns how many.
+    pub(crate) fn purge_command_outcomes(&self, cutoff: covenant_domain::Timestamp) -> Result<u64> {
+        let commands = self.cf(CF_COMMANDS)?;
+        let mut purged = 0;
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(commands, IteratorMode::Start) {
+            let (key, value) = item?;
+            let outcome = codec::decode_outcome(&value)?;
+            if outcome.recorded_at < cutoff {
+                batch.delete_cf(commands, key);
+                purged += 1;
+            }
+            if batch.len() >= 4096 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        self.db.write(batch)?;
+        Ok(purged)
+    }
+}

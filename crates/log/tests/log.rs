@@ -1,0 +1,342 @@
+//! The log's behaviour over a real RocksDB in a temporary directory.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::*;
+use covenant_domain::{Position, RejectionKind, Timestamp, sample};
+use covenant_log::{EventLog, LogConfig, LogError};
+
+fn ts(millis: i64) -> Timestamp {
+    Timestamp::from_unix_millis_clamped(millis)
+}
+
+#[tokio::test]
+async fn appends_are_read_back_by_stream_and_by_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 4).await;
+    register(&log, "alice").await;
+    let made =
+        log.append(request("alice", "c2", sample::promise("p1", ts(T0 + 3_600_000)).unwrap())).await.unwrap();
+    let kept = log.append(request("alice", "c3", sample::keep("p1").unwrap())).await.unwrap();
+    assert_eq!((made.stream_version, kept.stream_version), (2, 3));
+    assert_eq!(kept.first_offset, made.first_offset + 1);
+    assert!(!kept.deduplicated);
+
+    let stream = log.read_stream(customer("alice"), 1, 100).await.unwrap();
+    let types: Vec<_> = stream.iter().map(|event| event.event_type()).collect();
+    assert_eq!(types, ["customer_registered", "promise_made", "promise_kept"]);
+    assert_eq!(stream.iter().map(|event| event.stream_version).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(stream[2].command_id.as_str(), "c3");
+    assert_eq!(stream[2].recorded_at, ts(T0));
+    assert_eq!(log.read_stream(customer("alice"), 3, 100).await.unwrap().len(), 1);
+
+    let partition = customer("alice").partition(4);
+    let records = log.read_partition(partition, 0, 100).await.unwrap();
+    assert_eq!(records.len(), 3);
+    for (offset, record) in records.iter().enumerate() {
+        assert_eq!(record.position, Position { partition, offset: offset as u64 });
+    }
+    assert!(log.read_stream(customer("nobody"), 1, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_retried_command_id_returns_the_first_outcome_and_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2).await;
+    register(&log, "bob").await;
+    let command = sample::promise("p1", ts(T0 + 60_000)).unwrap();
+    let first = log.append(request("bob", "make-p1", command.clone())).await.unwrap();
+    let retry = log.append(request("bob", "make-p1", command.clone())).await.unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(
+        (retry.first_offset, retry.stream_version, retry.event_count),
+        (first.first_offset, first.stream_version, 1)
+    );
+    assert_eq!(log.read_stream(customer("bob"), 1, 10).await.unwrap().len(), 2);
+
+    // The same id with a different command is refused, not silently deduplicated.
+    let other = sample::promise("p2", ts(T0 + 60_000)).unwrap();
+    let error = log.append(request("bob", "make-p1", other)).await.unwrap_err();
+    assert!(matches!(error, LogError::CommandIdReused { .. }), "{error}");
+
+    // Outcomes are durable: a retry after a restart is still recognised.
+    log.close().await.unwrap();
+    let log = open(dir.path(), 2).await;
+    let after_restart = log.append(request("bob", "make-p1", command)).await.unwrap();
+    assert!(after_restart.deduplicated);
+    assert_eq!(after_restart.first_offset, first.first_offset);
+    assert_eq!(log.read_stream(customer("bob"), 1, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn retries_inside_one_group_commit_are_deduplicated_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1).await;
+    register(&log, "carol").await;
+    let command = sample::interaction("i1", 50).unwrap();
+    let attempts: Vec<_> = (0..32)
+        .map(|_| {
+            tokio::spawn({
+                let log = log.clone();
+                let command = command.clone();
+                async move { log.append(request("carol", "same-id", command)).await.unwrap() }
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for attempt in attempts {
+        outcomes.push(attempt.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|outcome| !outcome.deduplicated).count(), 1);
+    assert!(outcomes.iter().all(|outcome| outcome.first_offset == outcomes[0].first_offset));
+    assert_eq!(log.read_stream(customer("carol"), 1, 100).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn expected_version_mismatch_names_the_current_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2).await;
+    let mut first = request("dave", "reg", sample::register("Dave").unwrap());
+    first.expected_version = Some(0);
+    log.append(first).await.unwrap();
+    let mut stale = request("dave", "i1", sample::interaction("i1", 10).unwrap());
+    stale.expected_version = Some(0);
+    match log.append(stale).await.unwrap_err() {
+        LogError::VersionConflict { expected: 0, current: 1, .. } => {}
+        other => panic!("expected a version conflict, got {other}"),
+    }
+    let mut fresh = request("dave", "i2", sample::interaction("i2", 10).unwrap());
+    fresh.expected_version = Some(1);
+    assert_eq!(log.append(fresh).await.unwrap().stream_version, 2);
+}
+
+#[tokio::test]
+async fn concurrent_writers_with_expected_version_get_one_winner_per_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2).await;
+    register(&log, "erin").await;
+    const WRITERS: usize = 16;
+    const TARGET: u64 = 200;
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wins = Vec::new();
+            let mut believed = 1;
+            let mut attempt = 0;
+            while believed < TARGET {
+                attempt += 1;
+                let id = format!("w{writer}-a{attempt}");
+                let mut request = request("erin", &id, sample::interaction(&id, 20).unwrap());
+                request.expected_version = Some(believed);
+                match log.append(request).await {
+                    Ok(outcome) => {
+                        wins.push((outcome.stream_version, id));
+                        believed = outcome.stream_version;
+                    }
+                    Err(LogError::VersionConflict { current, .. }) => believed = current,
+                    Err(other) => panic!("unexpected error {other}"),
+                }
+            }
+            wins
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.extend(task.await.unwrap());
+    }
+    let versions: BTreeSet<u64> = winners.iter().map(|(version, _)| *version).collect();
+    assert_eq!(versions.len(), winners.len(), "two writers won the same version");
+    assert_eq!(versions, (2..=TARGET).collect(), "a version was skipped");
+    let stream = log.read_stream(customer("erin"), 1, 1000).await.unwrap();
+    assert_eq!(stream.len() as u64, TARGET);
+    for (version, command_id) in &winners {
+        assert_eq!(stream[(*version - 1) as usize].command_id.as_str(), command_id);
+    }
+}
+
+#[tokio::test]
+async fn rejected_commands_append_nothing_and_do_not_disturb_their_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1).await;
+    register(&log, "fay").await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let command = if i % 2 == 0 {
+                sample::keep("missing").unwrap()
+            } else {
+                sample::interaction("i", 10).unwrap()
+            };
+            log.append(request("fay", &format!("c{i}"), command)).await
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(LogError::Rejected(rejection)) => assert_eq!(rejection.kind(), RejectionKind::NotFound),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(accepted, 25);
+    let records = log.read_partition(0, 0, 1000).await.unwrap();
+    assert_eq!(records.len(), 26);
+    let report = log.verify().await.unwrap();
+    assert!(report.iter().all(|partition| partition.problem.is_none()));
+}
+
+#[tokio::test]
+async fn commands_before_registration_are_rejected_by_the_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1).await;
+    let error = log.append(request("ghost", "c1", sample::keep("p").unwrap())).await.unwrap_err();
+    assert!(
+        matches!(&error, LogError::Rejected(rejection) if rejection.kind() == RejectionKind::NotFound),
+        "{error}"
+    );
+    assert!(log.read_partition(0, 0, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_partition_count_is_fixed_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), 4).await.close().await.unwrap();
+    let error = EventLog::open(config(dir.path(), 8)).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, LogError::PartitionCountMismatch { stored: 4, requested: 8, .. }), "{message}");
+    assert!(message.contains("has 4 partitions, but 8 were asked for"), "{message}");
+    // Opening without a count takes the stored one.
+    let log = EventLog::open(LogConfig::new(dir.path().join("log"))).await.unwrap();
+    assert_eq!(log.partition_count(), 4);
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_open_a_log_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _log = open(dir.path(), 2).await;
+    let error = EventLog::open(config(dir.path(), 2)).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error}");
+    assert!(error.to_string().to_lowercase().contains("lock"), "{error}");
+}
+
+#[tokio::test]
+async fn hash_chains_continue_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2).await;
+    for i in 0..10 {
+        register(&log, &format!("cust-{i}")).await;
+    }
+    log.close().await.unwrap();
+    let log = open(dir.path(), 2).await;
+    for i in 0..10 {
+        log.append(request(&format!("cust-{i}"), "i", sample::interaction("i", 30).unwrap())).await.unwrap();
+    }
+    let report = log.verify().await.unwrap();
+    assert_eq!(report.iter().map(|partition| partition.records).sum::<u64>(), 20);
+    assert!(report.iter().all(|partition| partition.problem.is_none()), "{report:?}");
+}
+
+#[tokio::test]
+async fn the_tail_delivers_new_commits_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1).await;
+    register(&log, "gus").await;
+    let mut tail = log.tail(0, 0).unwrap();
+    let first = tail.next_batch().await.unwrap();
+    assert_eq!(first.len(), 1);
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                log.append(request("gus", &format!("c{i}"), sample::interaction("i", 10).unwrap()))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut offsets = vec![0];
+    while offsets.len() < 101 {
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(10), tail.next_batch())
+            .await
+            .unwrap()
+            .unwrap();
+        offsets.extend(batch.iter().map(|event| event.position.offset));
+    }
+    writer.await.unwrap();
+    assert_eq!(offsets, (0..101).collect::<Vec<u64>>());
+    assert_eq!(tail.next_offset(), 101);
+}
+
+#[tokio::test]
+async fn an_online_backup_reopens_as_a_consistent_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2).await;
+    for i in 0..20 {
+        register(&log, &format!("c{i}")).await;
+    }
+    // Back up while another task keeps appending.
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                log.append(request(
+                    &format!("c{}", i % 20),
+                    &format!("x{i}"),
+                    sample::interaction("i", 40).unwrap(),
+                ))
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let backup_dir = dir.path().join("backup");
+    log.backup(&backup_dir).await.unwrap();
+    writer.await.unwrap();
+    assert!(log.backup(&backup_dir).await.unwrap_err().to_string().contains("already exists"));
+
+    let restored = EventLog::open(LogConfig::new(&backup_dir)).await.unwrap();
+    assert_eq!(restored.partition_count(), 2);
+    let report = restored.verify().await.unwrap();
+    assert!(report.iter().all(|partition| partition.problem.is_none()), "{report:?}");
+    let mut restored_total = 0;
+    for partition in 0..2 {
+        let original = log.read_partition(partition, 0, 10_000).await.unwrap();
+        let copy = restored.read_partition(partition, 0, 10_000).await.unwrap();
+        assert_eq!(copy[..], original[..copy.len()], "the backup is a prefix of the log");
+        restored_total += copy.len();
+    }
+    assert!(restored_total >= 20);
+    // The restored log accepts appends and chains onto its own head.
+    restored.append(request("c0", "after-restore", sample::interaction("i", 10).unwrap())).await.unwrap();
+    assert!(restored.verify().await.unwrap().iter().all(|partition| partition.problem.is_none()));
+}
+
+#[tokio::test]
+async fn old_command_outcomes_can_be_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_at(T0);
+    let log = EventLog::open_with_clock(config(dir.path(), 1), Arc::clone(&clock) as _).await.unwrap();
+    register(&log, "hal").await;
+    clock.advance(86_400_000);
+    log.append(request("hal", "recent", sample::interaction("i", 10).unwrap())).await.unwrap();
+    let purged = log.purge_command_outcomes(ts(T0 + 1)).await.unwrap();
+    assert_eq!(purged, 1);
+    // The recent outcome is kept: its retry is still deduplicated.
+    let retry = log.append(request("hal", "recent", sample::interaction("i", 10).unwrap())).await.unwrap();
+    assert!(retry.deduplicated);
+}
+
+#[tokio::test]
+async fn appends_after_close_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1).await;
+    let other_handle = log.clone();
+    log.close().await.unwrap();
+    let error = other_handle.append(request("ivy", "c", sample::register("Ivy").unwrap())).await.unwrap_err();
+    assert!(matches!(error, LogError::Closed));
+}

@@ -1,0 +1,6 @@
+//! Black-box tests of Covenant: real processes, real RocksDB, killed and restarted.
+//!
+//! The library holds what the child binaries (`src/bin/`) and the tests (`tests/`) share:
+//! - [`crash`]: the command-id scheme and stdout protocol of `crash-writer` and `log_crash`.
+
+pub mod crash;
