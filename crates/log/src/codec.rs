@@ -148,3 +148,107 @@ pub(crate) fn decode_outcome(value: &[u8]) -> Result<StoredOutcome> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use covenant_domain::events::{Actor, ActorKind};
+    use covenant_domain::ids::ActorId;
+    use covenant_domain::{CommandId, CustomerId, EventId, EventMetadata, sample};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn record(customer: &str, summary_len: usize, partition: u16, offset: u64, millis: i64) -> RecordedEvent {
+        let Ok(command) = sample::interaction("i-1", summary_len) else { unreachable!() };
+        let covenant_domain::Command::RecordInteraction {
+            interaction_id,
+            channel,
+            direction,
+            kind,
+            agent_id,
+            wait_secs,
+            handle_secs,
+            sentiment,
+            summary,
+        } = command
+        else {
+            unreachable!()
+        };
+        RecordedEvent {
+            event_id: EventId(uuid::Uuid::from_u128(u128::from(offset) << 64 | 0x7000)),
+            customer_id: CustomerId::new(customer).unwrap(),
+            stream_version: offset + 1,
+            position: Position { partition, offset },
+            recorded_at: Timestamp::from_unix_millis_clamped(millis),
+            command_id: CommandId::new(format!("cmd-{offset}")).unwrap(),
+            metadata: EventMetadata {
+                occurred_at: Timestamp::from_unix_millis_clamped(millis - 5),
+                actor: Actor { kind: ActorKind::Integration, id: ActorId::new("shop").unwrap() },
+                team: None,
+                channel: None,
+                correlation_id: None,
+                causation_id: None,
+            },
+            event: covenant_domain::Event::InteractionRecorded {
+                interaction_id,
+                channel,
+                direction,
+                kind,
+                agent_id,
+                wait_secs,
+                handle_secs,
+                sentiment,
+                summary,
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip_and_chain(
+            customer in "[A-Za-z0-9._:@-]{1,128}",
+            summary_len in 0usize..2048,
+            partition in any::<u16>(),
+            offset in 0u64..u64::MAX / 2,
+            millis in 0i64..Timestamp::MAX.unix_millis(),
+            prev in any::<[u8; 32]>(),
+        ) {
+            let event = record(&customer, summary_len, partition, offset, millis);
+            let (bytes, hash) = encode_record(&prev, &event).unwrap();
+            let raw = split_record(event.position, &bytes).unwrap();
+            prop_assert_eq!(raw.prev_hash, &prev[..]);
+            prop_assert_eq!(raw.hash, &hash[..]);
+            prop_assert_eq!(decode_record(event.position, &bytes).unwrap(), event);
+        }
+
+        #[test]
+        fn any_altered_byte_is_an_error(
+            summary_len in 0usize..600,
+            flip_at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let event = record("cust-1", summary_len, 2, 40, 1_700_000_000_000);
+            let (mut bytes, _) = encode_record(&GENESIS_HASH, &event).unwrap();
+            let index = flip_at.index(bytes.len());
+            bytes[index] ^= flip;
+            let corrupt = matches!(decode_record(event.position, &bytes), Err(LogError::Corrupt { .. }));
+            prop_assert!(corrupt, "byte {} altered but the record still decoded", index);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let position = Position { partition: 0, offset: 0 };
+            let _ = decode_record(position, &bytes);
+            let _ = decode_head(&bytes);
+            let _ = decode_outcome(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_record_read_at_another_position_is_refused() {
+        let event = record("cust-1", 10, 1, 5, 1_700_000_000_000);
+        let (bytes, _) = encode_record(&GENESIS_HASH, &event).unwrap();
+        let error = decode_record(Position { partition: 1, offset: 6 }, &bytes).unwrap_err();
+        assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
+    }
+}

@@ -129,6 +129,8 @@ struct Inner {
     writers: Mutex<Vec<JoinHandle<()>>>,
     durability: Durability,
     replication: OnceLock<Arc<dyn ReplicationWaiter>>,
+    /// Dropped by `close` (or with the log) to stop the retention thread.
+    retention_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 /// The async handle to an open event log. Cheap to clone.
@@ -190,6 +192,21 @@ impl EventLog {
             committed.push(committed_receiver);
             writers.push(handle);
         }
+        let mut retention_stop = None;
+        if let Some(retention) = config.command_retention {
+            if retention <= covenant_domain::Span::ZERO {
+                return Err(LogError::Config("command_retention must be positive".into()));
+            }
+            let (stop, stopped) = std::sync::mpsc::channel();
+            writers.push(spawn_retention(
+                Arc::clone(&store),
+                retention,
+                Arc::clone(&clock),
+                stopped,
+                &config.path,
+            )?);
+            retention_stop = Some(stop);
+        }
         tracing::info!(path = %config.path.display(), partitions, durability = ?config.durability, "event log open");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -199,6 +216,7 @@ impl EventLog {
                 writers: Mutex::new(writers),
                 durability: config.durability,
                 replication: OnceLock::new(),
+                retention_stop: Mutex::new(retention_stop),
             }),
         })
     }
@@ -333,14 +351,47 @@ impl EventLog {
         let writers = std::mem::take(&mut *self.inner.writers.lock().map_err(|_| LogError::Closed)?);
         // Dropping the queue senders ends each writer once the commands already queued are done.
         self.inner.queues.write().map_err(|_| LogError::Closed)?.clear();
+        self.inner.retention_stop.lock().map_err(|_| LogError::Closed)?.take();
+        let inner = self.inner;
         blocking(move || {
             for writer in writers {
                 writer.join().map_err(|_| LogError::Closed)?;
             }
+            // If this was the last handle, RocksDB closes here, off the async workers.
+            drop(inner);
             Ok(())
         })
         .await
     }
+}
+
+/// Starts the thread that deletes command outcomes older than `retention`, every tenth of the
+/// retention (between a minute and an hour). It stops as soon as `stop`'s sender is dropped.
+fn spawn_retention(
+    store: Arc<Store>,
+    retention: covenant_domain::Span,
+    clock: Arc<dyn Clock>,
+    stop: std::sync::mpsc::Receiver<()>,
+    path: &Path,
+) -> Result<JoinHandle<()>> {
+    let period = std::time::Duration::from_millis((retention.millis() / 10).clamp(60_000, 3_600_000) as u64);
+    std::thread::Builder::new()
+        .name("log-retention".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(period) {
+                let cutoff =
+                    Timestamp::from_unix_millis_clamped(clock.now().unix_millis() - retention.millis());
+                match store.purge_command_outcomes(cutoff) {
+                    Ok(purged) => tracing::debug!(purged, "expired command outcomes deleted"),
+                    Err(error) => tracing::warn!(%error, "could not delete expired command outcomes"),
+                }
+            }
+        })
+        .map_err(|source| LogError::Io {
+            action: "start retention thread for",
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// xxh3-128 of the postcard encoding of a command: identifies "the same command" for retries.
