@@ -348,20 +348,39 @@ impl EventLog {
     /// any clone of this handle fail with [`LogError::Closed`] afterwards. The database itself
     /// closes when the last handle, reader and tail are dropped.
     pub async fn close(self) -> Result<()> {
-        let writers = std::mem::take(&mut *self.inner.writers.lock().map_err(|_| LogError::Closed)?);
-        // Dropping the queue senders ends each writer once the commands already queued are done.
-        self.inner.queues.write().map_err(|_| LogError::Closed)?.clear();
-        self.inner.retention_stop.lock().map_err(|_| LogError::Closed)?.take();
         let inner = self.inner;
         blocking(move || {
-            for writer in writers {
-                writer.join().map_err(|_| LogError::Closed)?;
-            }
-            // If this was the last handle, RocksDB closes here, off the async workers.
+            inner.stop_writers()?;
+            // When this was the last handle, RocksDB closes here, off the async workers.
             drop(inner);
             Ok(())
         })
         .await
+    }
+}
+
+impl Inner {
+    /// Ends the writers once the commands already queued are done, and waits for them.
+    /// Idempotent. Blocks: call it from a blocking context.
+    fn stop_writers(&self) -> Result<()> {
+        // Dropping the queue senders ends each writer when its queue is empty.
+        self.queues.write().map_err(|_| LogError::Closed)?.clear();
+        self.retention_stop.lock().map_err(|_| LogError::Closed)?.take();
+        let writers = std::mem::take(&mut *self.writers.lock().map_err(|_| LogError::Closed)?);
+        for writer in writers {
+            writer.join().map_err(|_| LogError::Closed)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle gone without `close`: stop the writers here so that RocksDB is closed
+    /// deterministically (a database still open while the process exits can abort it).
+    fn drop(&mut self) {
+        if let Err(error) = self.stop_writers() {
+            tracing::error!(%error, "event log writers did not stop cleanly");
+        }
     }
 }
 

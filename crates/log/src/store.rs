@@ -58,6 +58,13 @@ fn cf_options(point_lookups: bool) -> Options {
     options
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Let running flushes and compactions finish before the database object goes away.
+        self.db.cancel_all_background_work(true);
+    }
+}
+
 impl Store {
     /// Opens or creates the database and checks its partition count.
     pub(crate) fn open(config: &LogConfig) -> Result<Self> {

@@ -1,5 +1,6 @@
 //! Bytes altered behind the log's back: `verify` names the first bad position and reads of it
 //! are errors, never panics or wrong answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! cannot silently become unreadable. After an *intended* format change (new format number with
 //! an upcast for the old one), add new golden files; regenerate with `COVENANT_BLESS=1` only for
 //! files that do not exist yet.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 use std::path::PathBuf;
 

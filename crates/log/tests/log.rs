@@ -1,4 +1,5 @@
 //! The log's behaviour over a real RocksDB in a temporary directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

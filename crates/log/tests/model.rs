@@ -1,6 +1,7 @@
 //! Property: for random command sequences over many customers, the log's streams equal a
 //! simple in-memory model (the pure domain's decide/apply over a Vec per customer), offsets are
 //! dense per partition, hash chains verify, and all of it survives a reopen.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
@@ -95,13 +96,13 @@ async fn run_customer(log: covenant_log::EventLog, customer_id: String, steps: V
             assert_eq!(outcome.stream_version, *version);
             continue;
         }
-        if let Some(expected) = expected_version {
-            if expected != model.state.version {
-                assert!(
-                    matches!(result, Err(LogError::VersionConflict { current, .. }) if current == model.state.version)
-                );
-                continue;
-            }
+        if let Some(expected) = expected_version
+            && expected != model.state.version
+        {
+            assert!(
+                matches!(result, Err(LogError::VersionConflict { current, .. }) if current == model.state.version)
+            );
+            continue;
         }
         match decide(&model.state, &customer_id, &command, &context) {
             Ok(events) => {

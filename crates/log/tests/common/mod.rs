@@ -1,5 +1,5 @@
 //! Helpers shared by the log's integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub)] // each test binary uses a part of these helpers
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
