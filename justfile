@@ -27,7 +27,6 @@ test: setup
     else \
         cargo test {{cargo_flags}} --no-fail-fast; \
     fi
-    cargo test {{cargo_flags}} --doc
 
 # Format the code.
 fmt:

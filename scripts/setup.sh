@@ -22,8 +22,15 @@ apt_install() {
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# librocksdb-sys runs bindgen, which needs libclang; its C++ needs a compiler.
-if ! ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' && ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; then
+# librocksdb-sys runs bindgen, which needs libclang and clang's own headers (stddef.h, …);
+# Debian's libclang-dev brings both. Its C++ needs a compiler.
+have_libclang() {
+  if command -v dpkg-query >/dev/null 2>&1; then
+    dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q 'ok installed' && return 0
+  fi
+  ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && ls /usr/lib/llvm-*/lib/clang/*/include/stddef.h >/dev/null 2>&1
+}
+if ! have_libclang; then
   apt_install libclang-dev
 fi
 if ! command -v c++ >/dev/null 2>&1; then
