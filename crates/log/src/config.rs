@@ -34,7 +34,10 @@ pub struct LogConfig {
     pub durability: Durability,
     /// Most commands one group commit takes.
     pub max_batch: usize,
-    /// Most customer decision states each partition writer keeps in memory.
+    /// Writer threads; partition `p` belongs to writer `p % writers`. `None`: one per two
+    /// available cores (at least one), never more than the partition count.
+    pub writers: Option<usize>,
+    /// Most customer decision states each writer keeps in memory, per partition it owns.
     pub state_cache_per_partition: usize,
     /// How long command outcomes are kept for idempotent retries; `None` keeps them forever.
     pub command_retention: Option<Span>,
@@ -48,8 +51,17 @@ impl LogConfig {
             partitions: None,
             durability: Durability::Fsync,
             max_batch: 1024,
+            writers: None,
             state_cache_per_partition: 100_000,
             command_retention: None,
+        }
+    }
+
+    /// The number of writer threads to start (before capping at the partition count).
+    pub fn writer_count(&self) -> usize {
+        match self.writers {
+            Some(writers) => writers.max(1),
+            None => std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
         }
     }
 

@@ -2,15 +2,16 @@
 //!
 //! Each customer's events form a **stream**; streams are spread over a fixed number of
 //! **partitions** (`xxh3(customer_id) % P`, P stored at creation). Each partition has a dense
-//! offset sequence, its own blake3 **hash chain**, and one **writer thread** that turns queued
-//! commands into group commits. Appends are idempotent by `command_id` (outcomes kept durably in
+//! offset sequence and its own blake3 **hash chain**, and belongs to exactly one **writer
+//! thread**, which turns queued commands into group commits. Appends are idempotent by `command_id` (outcomes kept durably in
 //! the same batch as the events) and may carry an `expected_version`.
 //!
 //! # Layout
 //! - [`config`]: [`LogConfig`], [`Durability`].
 //! - `keys` / [`codec`]: key layouts and the versioned, hash-chained value encoding.
 //! - `store`: the RocksDB database and blocking reads.
-//! - `writer`: the partition writer (decide → one `WriteBatch` → sync → reply).
+//! - `writer`: the writer threads, each owning a set of partitions (decide → one `WriteBatch`
+//!   → sync → reply).
 //! - this file: [`EventLog`], the async handle; [`LogReader`], the blocking read handle;
 //!   [`Tail`], the in-process feed of newly committed records.
 //!
@@ -40,9 +41,9 @@ pub use store::PartitionVerification;
 
 use crate::codec::StoredOutcome;
 use crate::store::Store;
-use crate::writer::{AppendJob, PartitionWriter};
+use crate::writer::{AppendJob, OwnedPartition, Writer};
 
-/// Commands one partition's queue holds before `append` waits for room.
+/// Commands one writer's queue holds before `append` waits for room.
 const QUEUE_DEPTH: usize = 8192;
 
 /// A command for one customer's stream.
@@ -162,26 +163,59 @@ impl EventLog {
         }
         let store = Arc::new(Store::open(&config)?);
         let partitions = store.partition_count();
-        let mut queues = Vec::with_capacity(usize::from(partitions));
+        let writer_count = config.writer_count().min(usize::from(partitions));
+        let mut owned: Vec<Vec<OwnedPartition>> = (0..writer_count).map(|_| Vec::new()).collect();
         let mut committed = Vec::with_capacity(usize::from(partitions));
-        let mut writers = Vec::with_capacity(usize::from(partitions));
         for partition in 0..partitions {
             let chain = store.chain_head(partition)?;
-            let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
             let (committed_sender, committed_receiver) = watch::channel(chain.next_offset);
-            let writer = PartitionWriter {
+            owned[usize::from(partition) % writer_count].push(OwnedPartition {
                 partition,
-                store: Arc::clone(&store),
                 chain,
+                committed: Arc::new(committed_sender),
+            });
+            committed.push(committed_receiver);
+        }
+        let mut queues = Vec::with_capacity(writer_count);
+        let mut writers = Vec::with_capacity(writer_count + 1);
+        for (index, partitions_of_writer) in owned.into_iter().enumerate() {
+            let mut slots = vec![None; usize::from(partitions)];
+            for (slot, owned) in partitions_of_writer.iter().enumerate() {
+                slots[usize::from(owned.partition)] = Some(slot);
+            }
+            let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
+            let mut syncer_thread = None;
+            let syncer = if config.durability == Durability::Buffered {
+                None
+            } else {
+                let (syncer, pending) = std::sync::mpsc::channel();
+                let store = Arc::clone(&store);
+                syncer_thread = Some(
+                    std::thread::Builder::new()
+                        .name(format!("log-syncer-{index}"))
+                        .spawn(move || writer::run_syncer(store, pending))
+                        .map_err(|source| LogError::Io {
+                            action: "start syncer thread for",
+                            path: config.path.display().to_string(),
+                            source,
+                        })?,
+                );
+                Some(syncer)
+            };
+            let writer = Writer {
+                name: format!("log-writer-{index}"),
+                store: Arc::clone(&store),
+                partitions: partitions_of_writer,
+                slots,
                 states: Default::default(),
                 state_cache_capacity: config.state_cache_per_partition,
                 durability: config.durability,
                 max_batch: config.max_batch,
                 clock: Arc::clone(&clock),
-                committed: committed_sender,
+                syncer,
             };
             let handle = std::thread::Builder::new()
-                .name(format!("log-writer-{partition}"))
+                .name(writer.name.clone())
                 .spawn(move || writer.run(receiver))
                 .map_err(|source| LogError::Io {
                     action: "start writer thread for",
@@ -189,8 +223,9 @@ impl EventLog {
                     source,
                 })?;
             queues.push(queue);
-            committed.push(committed_receiver);
+            // Joined in order: the writer ends first, then its syncer drains and ends.
             writers.push(handle);
+            writers.extend(syncer_thread);
         }
         let mut retention_stop = None;
         if let Some(retention) = config.command_retention {
@@ -207,7 +242,13 @@ impl EventLog {
             )?);
             retention_stop = Some(stop);
         }
-        tracing::info!(path = %config.path.display(), partitions, durability = ?config.durability, "event log open");
+        tracing::info!(
+            path = %config.path.display(),
+            partitions,
+            writers = writer_count,
+            durability = ?config.durability,
+            "event log open"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -262,9 +303,15 @@ impl EventLog {
             .queues
             .read()
             .ok()
-            .and_then(|queues| queues.get(usize::from(partition)).cloned())
+            .and_then(|queues| match queues.len() {
+                0 => None,
+                writers => queues.get(usize::from(partition) % writers).cloned(),
+            })
             .ok_or(LogError::Closed)?;
-        queue.send(AppendJob { request, fingerprint, reply }).await.map_err(|_| LogError::Closed)?;
+        queue
+            .send(AppendJob { partition, request, fingerprint, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
         let outcome = answer.await.map_err(|_| LogError::Closed)??;
         if self.inner.durability == Durability::Replicated && !outcome.deduplicated {
             let replication = self.inner.replication.get().ok_or(LogError::ReplicationUnavailable)?;

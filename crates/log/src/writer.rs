@@ -1,11 +1,15 @@
-//! The partition writer: one OS thread per partition that owns the partition's chain head and
-//! the decision states of its customers, and turns queued commands into group commits.
+//! The writer: an OS thread that owns a set of partitions — their chain heads and the decision
+//! states of their customers — and turns queued commands into group commits.
 //!
 //! A loop turn takes every queued command (up to `max_batch`), decides each against its
 //! customer's state, puts all resulting records, stream-index entries, command outcomes and
 //! stream heads into **one** RocksDB `WriteBatch`, writes it (fsynced in `fsync` mode), and only
 //! then answers the callers. A failed write answers every appending caller with the error and
-//! leaves the chain head and the cached states as they were before the batch.
+//! leaves the chain heads and the cached states as they were before the batch.
+//!
+//! Each partition belongs to exactly one writer, so its offsets and hash chain advance in one
+//! place; one batch may carry records of several partitions (see docs/ARCHITECTURE.md for why
+//! fewer writers than partitions is faster on few cores).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use crate::{AppendOutcome, AppendRequest, Clock};
 /// One queued command with its precomputed fingerprint and the caller's reply channel.
 #[derive(Debug)]
 pub(crate) struct AppendJob {
+    pub(crate) partition: u16,
     pub(crate) request: AppendRequest,
     pub(crate) fingerprint: u128,
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome>>,
@@ -39,22 +44,76 @@ enum Verdict {
     Appended(AppendOutcome),
 }
 
-pub(crate) struct PartitionWriter {
+/// A partition owned by a writer: where its chain ends and who waits for its commits.
+pub(crate) struct OwnedPartition {
     pub(crate) partition: u16,
-    pub(crate) store: Arc<Store>,
     pub(crate) chain: ChainHead,
+    pub(crate) committed: Arc<watch::Sender<u64>>,
+}
+
+/// A written (not yet fsynced) group commit waiting for the sync stage.
+pub(crate) struct PendingSync {
+    /// Every answer of the batch, in order; appended ones are only sent once synced.
+    verdicts: Vec<(oneshot::Sender<Result<AppendOutcome>>, Verdict)>,
+    /// Partitions whose committed offset moves once synced.
+    advanced: Vec<(Arc<watch::Sender<u64>>, u64)>,
+}
+
+/// The sync stage of `fsync` durability: fsyncs the WAL once for every written batch queued
+/// since its last sync, then answers those batches' callers and publishes their offsets. The
+/// writer meanwhile decides and writes the next batch, so deciding overlaps the fsync.
+pub(crate) fn run_syncer(store: Arc<Store>, pending: std::sync::mpsc::Receiver<PendingSync>) {
+    let _span = tracing::info_span!("log_syncer").entered();
+    while let Ok(first) = pending.recv() {
+        let mut batches = vec![first];
+        batches.extend(pending.try_iter());
+        let synced = store.db().flush_wal(true).map_err(LogError::Storage);
+        if let Err(error) = &synced {
+            tracing::error!(%error, batches = batches.len(), "WAL fsync failed: appends answered with the error");
+        }
+        for batch in batches {
+            if synced.is_ok() {
+                for (committed, next_offset) in &batch.advanced {
+                    committed.send_replace(*next_offset);
+                }
+            }
+            for (reply, verdict) in batch.verdicts {
+                let answer = match (verdict, &synced) {
+                    (Verdict::Settled(answer), _) => answer,
+                    (Verdict::Appended(outcome), Ok(())) => Ok(outcome),
+                    (Verdict::Appended(_), Err(LogError::Storage(error))) => {
+                        Err(LogError::Storage(error.clone()))
+                    }
+                    (Verdict::Appended(_), Err(_)) => Err(LogError::Closed),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+    tracing::debug!("syncer stopped");
+}
+
+pub(crate) struct Writer {
+    pub(crate) name: String,
+    pub(crate) store: Arc<Store>,
+    pub(crate) partitions: Vec<OwnedPartition>,
+    /// `slots[partition]` is the index of the partition in `partitions`, if this writer owns it.
+    pub(crate) slots: Vec<Option<usize>>,
     pub(crate) states: HashMap<CustomerId, StreamHead>,
     pub(crate) state_cache_capacity: usize,
     pub(crate) durability: Durability,
     pub(crate) max_batch: usize,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) committed: watch::Sender<u64>,
+    /// The sync stage (`fsync` and `replicated` durability); `None` in `buffered` mode, where
+    /// a batch is answered as soon as it is written.
+    pub(crate) syncer: Option<std::sync::mpsc::Sender<PendingSync>>,
 }
 
 /// The working set of one group commit.
 struct Batch {
     write: WriteBatch,
-    chain: ChainHead,
+    /// Chain heads of the owned partitions as this batch moves them (same order as `partitions`).
+    chains: Vec<ChainHead>,
     /// Streams touched by this batch, taken out of the cache; returned on success.
     touched: HashMap<CustomerId, StreamHead>,
     /// Streams this batch appended to (their heads are written).
@@ -64,11 +123,11 @@ struct Batch {
     now: Timestamp,
 }
 
-impl PartitionWriter {
+impl Writer {
     /// Runs until every sender is dropped.
     pub(crate) fn run(mut self, mut queue: mpsc::Receiver<AppendJob>) {
-        let _span = tracing::info_span!("partition_writer", partition = self.partition).entered();
-        tracing::debug!(next_offset = self.chain.next_offset, "writer started");
+        let _span = tracing::info_span!("log_writer", writer = %self.name).entered();
+        tracing::debug!(partitions = self.partitions.len(), "writer started");
         let mut jobs = Vec::with_capacity(self.max_batch);
         while let Some(first) = queue.blocking_recv() {
             jobs.push(first);
@@ -80,13 +139,13 @@ impl PartitionWriter {
             }
             self.commit(&mut jobs);
         }
-        tracing::debug!(next_offset = self.chain.next_offset, "writer stopped");
+        tracing::debug!("writer stopped");
     }
 
     fn commit(&mut self, jobs: &mut Vec<AppendJob>) {
         let mut batch = Batch {
             write: WriteBatch::default(),
-            chain: self.chain,
+            chains: self.partitions.iter().map(|owned| owned.chain).collect(),
             touched: HashMap::new(),
             dirty: Vec::new(),
             outcomes: HashMap::new(),
@@ -94,21 +153,47 @@ impl PartitionWriter {
         };
         let mut verdicts = Vec::with_capacity(jobs.len());
         for job in jobs.drain(..) {
-            let verdict = self.decide_one(&mut batch, &job.request, job.fingerprint);
+            let verdict = match self.slots.get(usize::from(job.partition)).copied().flatten() {
+                Some(slot) => self.decide_one(&mut batch, slot, &job.request, job.fingerprint),
+                None => Verdict::Settled(Err(LogError::NoSuchPartition {
+                    partition: job.partition,
+                    partition_count: self.store.partition_count(),
+                })),
+            };
             verdicts.push((job.reply, verdict));
         }
         let appended = verdicts.iter().filter(|(_, verdict)| matches!(verdict, Verdict::Appended(_))).count();
         let write_result = if appended > 0 { self.write(&mut batch) } else { Ok(()) };
         match write_result {
             Ok(()) => {
-                self.chain = batch.chain;
+                let mut advanced = Vec::new();
+                for (owned, chain) in self.partitions.iter_mut().zip(&batch.chains) {
+                    if owned.chain != *chain {
+                        owned.chain = *chain;
+                        advanced.push((Arc::clone(&owned.committed), chain.next_offset));
+                    }
+                }
                 self.states.extend(batch.touched);
-                if self.states.len() > self.state_cache_capacity {
+                if self.states.len() > self.state_cache_capacity.saturating_mul(self.partitions.len()) {
                     // Simple bound: start over; states reload from their stored heads.
                     self.states.clear();
                 }
-                if appended > 0 {
-                    self.committed.send_replace(self.chain.next_offset);
+                // Every answer, even a rejection or a retry of an earlier command, waits for
+                // the sync: it may rest on a batch written but not yet synced.
+                let verdicts = match &self.syncer {
+                    Some(syncer) => match syncer.send(PendingSync { verdicts, advanced }) {
+                        Ok(()) => return,
+                        Err(unsent) => {
+                            tracing::error!("the sync stage stopped: answering without it");
+                            let PendingSync { verdicts, advanced: unsynced } = unsent.0;
+                            advanced = unsynced;
+                            verdicts
+                        }
+                    },
+                    None => verdicts,
+                };
+                for (committed, next_offset) in advanced {
+                    committed.send_replace(next_offset);
                 }
                 for (reply, verdict) in verdicts {
                     let answer = match verdict {
@@ -146,7 +231,8 @@ impl PartitionWriter {
             }
         }
         let mut options = WriteOptions::default();
-        options.set_sync(self.durability != Durability::Buffered);
+        // With a sync stage the fsync happens there (`flush_wal(true)`), after this write.
+        options.set_sync(self.durability != Durability::Buffered && self.syncer.is_none());
         self.store.db().write_opt(std::mem::take(&mut batch.write), &options)?;
         Ok(())
     }
@@ -166,8 +252,14 @@ impl PartitionWriter {
             .unwrap_or(StreamHead { last_offset: 0, state: Default::default() }))
     }
 
-    fn decide_one(&mut self, batch: &mut Batch, request: &AppendRequest, fingerprint: u128) -> Verdict {
-        match self.try_decide(batch, request, fingerprint) {
+    fn decide_one(
+        &mut self,
+        batch: &mut Batch,
+        slot: usize,
+        request: &AppendRequest,
+        fingerprint: u128,
+    ) -> Verdict {
+        match self.try_decide(batch, slot, request, fingerprint) {
             Ok(verdict) => verdict,
             Err(error) => Verdict::Settled(Err(error)),
         }
@@ -176,6 +268,7 @@ impl PartitionWriter {
     fn try_decide(
         &mut self,
         batch: &mut Batch,
+        slot: usize,
         request: &AppendRequest,
         fingerprint: u128,
     ) -> Result<Verdict> {
@@ -193,7 +286,7 @@ impl PartitionWriter {
             return Ok(Verdict::Settled(self.replay_outcome(request, &outcome, fingerprint)));
         }
         let mut head = self.take_stream(batch, customer_id)?;
-        let verdict = self.append(batch, request, fingerprint, &mut head);
+        let verdict = self.append(batch, slot, request, fingerprint, &mut head);
         batch.touched.insert(customer_id.clone(), head);
         verdict
     }
@@ -202,14 +295,15 @@ impl PartitionWriter {
     fn append(
         &self,
         batch: &mut Batch,
+        slot: usize,
         request: &AppendRequest,
         fingerprint: u128,
         head: &mut StreamHead,
     ) -> Result<Verdict> {
         let customer_id = &request.customer_id;
-        let partition = self.partition;
+        let partition = self.partitions[slot].partition;
         let now = batch.now;
-        let mut chain = batch.chain;
+        let mut chain = batch.chains[slot];
         let current = head.state.version;
         if let Some(expected) = request.expected_version
             && expected != current
@@ -267,7 +361,7 @@ impl PartitionWriter {
             keys::command_key(customer_id.as_str(), request.command_id.as_str()),
             codec::encode_outcome(&outcome)?,
         );
-        batch.chain = chain;
+        batch.chains[slot] = chain;
         if !batch.dirty.contains(customer_id) {
             batch.dirty.push(customer_id.clone());
         }

@@ -1,5 +1,5 @@
-//! Property: for random command sequences over many customers, the log's streams equal a
-//! simple in-memory model (the pure domain's decide/apply over a Vec per customer), offsets are
+//! Property: for random command sequences over many customers — with one or several writer
+//! threads, buffered or fsynced — the log's streams equal a simple in-memory model (the pure domain's decide/apply over a Vec per customer), offsets are
 //! dense per partition, hash chains verify, and all of it survives a reopen.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
@@ -159,11 +159,19 @@ proptest! {
     fn log_streams_equal_the_model(
         scripts in prop::collection::vec(prop::collection::vec(step(), 0..60), 1..7),
         partitions in 1u16..4,
+        writers in 1usize..4,
+        fsync in any::<bool>(),
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let log = open(dir.path(), partitions).await;
+            let mut config = config(dir.path(), partitions);
+            config.writers = Some(writers);
+            if fsync {
+                config.durability = covenant_log::Durability::Fsync;
+            }
+            let clock = ManualClock::starting_at(T0);
+            let log = covenant_log::EventLog::open_with_clock(config.clone(), clock).await.unwrap();
             let mut tasks = Vec::new();
             for (index, steps) in scripts.into_iter().enumerate() {
                 let customer_id = format!("customer-{index}");
@@ -180,7 +188,7 @@ proptest! {
             }
             check(&log, &models).await;
             log.close().await.unwrap();
-            let reopened = open(dir.path(), partitions).await;
+            let reopened = covenant_log::EventLog::open_with_clock(config, ManualClock::starting_at(T0)).await.unwrap();
             check(&reopened, &models).await;
         });
     }

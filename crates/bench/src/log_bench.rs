@@ -1,0 +1,498 @@
+//! `covenant-bench log`: the event log beside raw RocksDB, on the same disk, in the same run.
+//!
+//! Measurements (each repeated `--runs` times, runs interleaved, medians reported):
+//! - raw RocksDB `WriteBatch` puts of record-sized values under the log's key layout, in
+//!   batches of 1000, 64 and 1, with and without fsync;
+//! - log appends of `sample::interaction` commands by 1 and by `--producers` concurrent tokio
+//!   tasks (each for its own customers, registered before timing), `buffered` and `fsync`,
+//!   with throughput and p50/p99 append latency;
+//! - a scan of every partition through `LogReader::scan_partition` (decode and hash check)
+//!   beside a raw iterator over the same `events` column family, and a raw iterator that only
+//!   checks each record's hash (to show where the scan's time goes).
+//!
+//! Every database is created fresh in a temporary directory under `--dir` and removed after
+//! its run; every run is capped at `--max-run-secs`, so the one-fsync-per-event rows append
+//! fewer events than `--events`.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use covenant_log::{DEFAULT_PARTITIONS, Durability, EventLog, LogConfig, SystemClock};
+use tokio::runtime::Runtime;
+use tokio::sync::Barrier;
+
+use crate::disk;
+use crate::raw::{self, ScanWork, WriteShape};
+use crate::report::Table;
+use crate::stats::{self, Measurement, Run, percent, thousands, verdict};
+use crate::workload::Workload;
+
+/// The ratio the issue asks each compared figure to reach.
+const TARGET: f64 = 0.5;
+/// Shortest scan run: a run repeats full passes over the log until it has lasted this long.
+const MIN_SCAN_TIME: Duration = Duration::from_millis(500);
+
+/// Options of `covenant-bench log`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LogArgs {
+    /// Events per timed run (the producers share them); also the size of the scanned log.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Directory for the benchmark's databases (a temporary directory is made under it and
+    /// removed afterwards). Default: the system temp directory unless it is a memory
+    /// filesystem, else `target/bench-data`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Runs of each measurement; the report shows medians.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Concurrent producers (tokio tasks) of the many-producer rows.
+    #[arg(long, default_value_t = 64)]
+    producers: usize,
+    /// Customers each producer appends for, round-robin.
+    #[arg(long, default_value_t = 8)]
+    customers_per_producer: usize,
+    /// Target size in bytes of one encoded event (the interaction summary is sized to fit).
+    #[arg(long, default_value_t = 200)]
+    event_bytes: usize,
+    /// Longest time one timed run may take; slower runs stop early and count what they did.
+    #[arg(long, default_value_t = 5.0)]
+    max_run_secs: f64,
+}
+
+/// One log append configuration.
+#[derive(Debug, Clone, Copy)]
+struct AppendShape {
+    producers: usize,
+    durability: Durability,
+}
+
+impl AppendShape {
+    fn label(&self) -> String {
+        let producers = if self.producers == 1 {
+            "1 producer".to_string()
+        } else {
+            format!("{} producers", self.producers)
+        };
+        format!("log append, {producers}, {}", durability_name(self.durability))
+    }
+}
+
+fn durability_name(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Buffered => "buffered",
+        Durability::Fsync => "fsync",
+        Durability::Replicated => "replicated",
+    }
+}
+
+/// Everything the append runs share.
+#[derive(Debug)]
+struct AppendSetup {
+    workload: Arc<Workload>,
+    customers_per_producer: usize,
+    events: u64,
+    max_time: Option<Duration>,
+}
+
+/// Runs the log benchmark and prints its report to stdout.
+pub(crate) fn run(args: &LogArgs) -> Result<()> {
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(args.producers >= 1, "--producers must be at least 1");
+    ensure!(args.customers_per_producer >= 1, "--customers-per-producer must be at least 1");
+    ensure!(args.events >= args.producers as u64, "--events must be at least --producers");
+    ensure!(args.max_run_secs > 0.0 && args.max_run_secs.is_finite(), "--max-run-secs must be positive");
+    let started = Instant::now();
+
+    let bench_dir = disk::choose(args.dir.as_deref())?;
+    eprintln!("benchmark directory: {}", bench_dir.describe());
+    let root = tempfile::Builder::new()
+        .prefix("covenant-bench-")
+        .tempdir_in(&bench_dir.path)
+        .with_context(|| format!("create a temporary directory under {}", bench_dir.path.display()))?;
+    let workload = Arc::new(Workload::sized(args.event_bytes)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio")?;
+    let partitions = DEFAULT_PARTITIONS;
+    let max_time = Duration::from_secs_f64(args.max_run_secs);
+    let setup = AppendSetup {
+        workload: Arc::clone(&workload),
+        customers_per_producer: args.customers_per_producer,
+        events: args.events,
+        max_time: Some(max_time),
+    };
+
+    let write_shapes = [
+        WriteShape { batch: 1000, sync: false },
+        WriteShape { batch: 64, sync: false },
+        WriteShape { batch: 1, sync: false },
+        WriteShape { batch: 1000, sync: true },
+        WriteShape { batch: 64, sync: true },
+        WriteShape { batch: 1, sync: true },
+    ];
+    let append_shapes = [
+        AppendShape { producers: 1, durability: Durability::Buffered },
+        AppendShape { producers: args.producers, durability: Durability::Buffered },
+        AppendShape { producers: 1, durability: Durability::Fsync },
+        AppendShape { producers: args.producers, durability: Durability::Fsync },
+    ];
+    let mut raw_writes: Vec<Measurement> =
+        write_shapes.iter().map(|shape| Measurement::new(shape.label())).collect();
+    let mut appends: Vec<Measurement> =
+        append_shapes.iter().map(|shape| Measurement::new(shape.label())).collect();
+
+    // Runs are interleaved (all measurements of run 1, then of run 2, …) so that a slow patch
+    // of the disk or machine spreads over every measurement instead of skewing one.
+    for run in 0..args.runs {
+        for (index, (shape, measurement)) in write_shapes.iter().zip(&mut raw_writes).enumerate() {
+            let path = root.path().join(format!("raw-{run}-{index}"));
+            let result = raw::write_run(&path, partitions, &workload.record, args.events, *shape, max_time)?;
+            remove_dir(&path)?;
+            progress(run, args.runs, &measurement.name, &result);
+            measurement.runs.push(result);
+        }
+        for (index, (shape, measurement)) in append_shapes.iter().zip(&mut appends).enumerate() {
+            let path = root.path().join(format!("log-{run}-{index}"));
+            let result = runtime.block_on(append_run(&path, *shape, &setup))?;
+            remove_dir(&path)?;
+            progress(run, args.runs, &measurement.name, &result);
+            measurement.runs.push(result);
+        }
+    }
+
+    // Reads: one log of `events` events, flushed to SST files, scanned through the log and raw.
+    let read_path = root.path().join("read");
+    let read_setup = AppendSetup { max_time: None, ..setup };
+    let fill = AppendShape { producers: args.producers, durability: Durability::Buffered };
+    eprintln!(
+        "filling the log to scan: {} events by {} producers",
+        thousands(args.events as f64),
+        args.producers
+    );
+    runtime.block_on(append_run(&read_path, fill, &read_setup))?;
+    raw::flush_all(&read_path)?;
+    let mut log_scan = Measurement::new("log scan + decode");
+    let (log_records, runs) = scan_log(&runtime, &read_path, args.runs, MIN_SCAN_TIME)?;
+    log_scan.runs = runs;
+    let mut raw_scan = Measurement::new("raw iterator, no decode");
+    let (raw_records, runs) = raw::scan_runs(&read_path, ScanWork::Touch, args.runs, MIN_SCAN_TIME)?;
+    raw_scan.runs = runs;
+    let mut hash_scan = Measurement::new("raw iterator + hash check, no decode");
+    let (hash_records, runs) = raw::scan_runs(&read_path, ScanWork::HashCheck, args.runs, MIN_SCAN_TIME)?;
+    hash_scan.runs = runs;
+    for measurement in [&log_scan, &raw_scan, &hash_scan] {
+        for (run, result) in measurement.runs.iter().enumerate() {
+            progress(run, args.runs, &measurement.name, result);
+        }
+    }
+    if log_records != raw_records || raw_records != hash_records {
+        bail!(
+            "the scans disagree: the log saw {log_records} records, the raw iterator {raw_records}, \
+             the hash-checking iterator {hash_records}"
+        );
+    }
+    let reads = Reads { records: log_records, log_scan, raw_scan, hash_scan };
+    drop(runtime);
+    drop(root);
+
+    let context = ReportContext {
+        args,
+        bench_dir: &bench_dir,
+        workload: &workload,
+        partitions,
+        elapsed: started.elapsed(),
+    };
+    print!("{}", render(&context, &raw_writes, &appends, &reads));
+    Ok(())
+}
+
+fn progress(run: usize, runs: usize, name: &str, result: &Run) {
+    let latency =
+        result.latency_us.map(|(p50, p99)| format!(", p50 {p50} µs, p99 {p99} µs")).unwrap_or_default();
+    eprintln!(
+        "[run {}/{runs}] {name}: {} events in {:.2} s = {} events/s{latency}",
+        run + 1,
+        thousands(result.events as f64),
+        result.elapsed.as_secs_f64(),
+        thousands(result.rate())
+    );
+}
+
+fn remove_dir(path: &Path) -> Result<()> {
+    std::fs::remove_dir_all(path).with_context(|| format!("remove {}", path.display()))
+}
+
+/// One timed append run on a fresh log at `path`: registers every producer's customers, then
+/// lets `shape.producers` tasks append their share of `setup.events` interactions at once.
+async fn append_run(path: &Path, shape: AppendShape, setup: &AppendSetup) -> Result<Run> {
+    let config = LogConfig::new(path).with_durability(shape.durability);
+    let log = EventLog::open(config).await.with_context(|| format!("open the log at {}", path.display()))?;
+    let customers = setup.customers_per_producer;
+
+    let mut registrations = Vec::with_capacity(shape.producers);
+    for producer in 0..shape.producers {
+        let log = log.clone();
+        let workload = Arc::clone(&setup.workload);
+        registrations.push(tokio::spawn(async move {
+            for customer in 0..customers {
+                log.append(workload.register(producer, customer)?).await.context("register a customer")?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for registration in registrations {
+        registration.await.context("registration task")??;
+    }
+
+    let producers = shape.producers as u64;
+    let barrier = Arc::new(Barrier::new(shape.producers + 1));
+    let mut tasks = Vec::with_capacity(shape.producers);
+    for producer in 0..shape.producers {
+        let quota = setup.events / producers + u64::from((producer as u64) < setup.events % producers);
+        let log = log.clone();
+        let workload = Arc::clone(&setup.workload);
+        let barrier = Arc::clone(&barrier);
+        let max_time = setup.max_time;
+        let mut histogram = stats::latency_histogram()?;
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let start = Instant::now();
+            let mut appended = 0u64;
+            for sequence in 0..quota {
+                if max_time.is_some_and(|max| start.elapsed() >= max) {
+                    break;
+                }
+                let request = workload.interaction(producer, customers, sequence)?;
+                let sent = Instant::now();
+                let outcome = log.append(request).await.context("append an interaction")?;
+                stats::record_latency(&mut histogram, sent.elapsed());
+                if outcome.deduplicated {
+                    bail!("a fresh command id was answered as a retry");
+                }
+                appended += u64::from(outcome.event_count);
+            }
+            anyhow::Ok((appended, histogram))
+        }));
+    }
+    barrier.wait().await;
+    let start = Instant::now();
+    let mut events = 0;
+    let mut histogram = stats::latency_histogram()?;
+    for task in tasks {
+        let (appended, latencies) = task.await.context("producer task")??;
+        events += appended;
+        histogram.add(&latencies).map_err(|error| anyhow!("merge latencies: {error}"))?;
+    }
+    let elapsed = start.elapsed();
+    log.close().await.context("close the log")?;
+    Ok(Run::with_latencies(events, elapsed, &histogram))
+}
+
+/// Scans every partition of the (closed) log at `path` through `LogReader::scan_partition`:
+/// one uncounted warm-up pass, then `runs` runs of full passes lasting at least `min_run_time`
+/// each. Returns the records of one pass and the runs.
+fn scan_log(runtime: &Runtime, path: &Path, runs: usize, min_run_time: Duration) -> Result<(u64, Vec<Run>)> {
+    let log = EventLog::open_blocking(
+        LogConfig::new(path).with_durability(Durability::Buffered),
+        Arc::new(SystemClock),
+    )
+    .with_context(|| format!("open the log at {}", path.display()))?;
+    let reader = log.reader();
+    // Stop the writer threads: only the reader (and the database under it) stays open.
+    runtime.block_on(log.close()).context("close the log's writers")?;
+    let pass = || -> Result<u64> {
+        let mut count = 0u64;
+        for partition in 0..reader.partition_count() {
+            let visited = reader
+                .scan_partition(partition, 0, usize::MAX, |event| {
+                    black_box(event);
+                })
+                .with_context(|| format!("scan partition {partition}"))?;
+            count += visited as u64;
+        }
+        Ok(count)
+    };
+    let records = pass()?;
+    let mut results = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut count = 0;
+        while count == 0 || start.elapsed() < min_run_time {
+            let visited = pass()?;
+            count += visited;
+            if visited == 0 {
+                break;
+            }
+        }
+        results.push(Run::new(count, start.elapsed()));
+    }
+    Ok((records, results))
+}
+
+/// The read measurements.
+#[derive(Debug)]
+struct Reads {
+    /// Records in the scanned log (one pass).
+    records: u64,
+    log_scan: Measurement,
+    raw_scan: Measurement,
+    hash_scan: Measurement,
+}
+
+struct ReportContext<'a> {
+    args: &'a LogArgs,
+    bench_dir: &'a disk::BenchDir,
+    workload: &'a Workload,
+    partitions: u16,
+    elapsed: Duration,
+}
+
+fn latency_cells(measurement: &Measurement) -> [String; 2] {
+    match measurement.latency_us() {
+        Some((p50, p99)) => [thousands(p50), thousands(p99)],
+        None => ["—".to_string(), "—".to_string()],
+    }
+}
+
+/// The markdown report.
+fn render(
+    context: &ReportContext<'_>,
+    raw_writes: &[Measurement],
+    appends: &[Measurement],
+    reads: &Reads,
+) -> String {
+    let Reads { records, log_scan, raw_scan, hash_scan } = reads;
+    let args = context.args;
+    let find_raw = |batch: usize, sync: bool| {
+        let label = WriteShape { batch, sync }.label();
+        raw_writes.iter().find(|measurement| measurement.name == label)
+    };
+    let find_log = |producers: usize, durability: Durability| {
+        let label = AppendShape { producers, durability }.label();
+        appends.iter().find(|measurement| measurement.name == label)
+    };
+
+    let mut out = String::new();
+    out.push_str("## Event log — `covenant-bench log`\n\n");
+    out.push_str(&format!("- Disk: {}\n", context.bench_dir.describe()));
+    out.push_str(&format!(
+        "- Workload: `sample::interaction` events of {} bytes encoded (summary of {} bytes); stored records of {} bytes. \
+         Raw baselines put {}-byte values under the log's keys `[u16 partition][u64 offset]` (big-endian) \
+         into an `events` column family with the log's options.\n",
+        context.workload.event_bytes,
+        context.workload.summary_len,
+        context.workload.record.len(),
+        context.workload.record.len(),
+    ));
+    out.push_str(&format!(
+        "- {} partitions; {} producers × {} customers each (registered before timing); up to {} events per run, \
+         each run capped at {} s; {} runs per figure, interleaved; **medians** shown.\n",
+        context.partitions,
+        args.producers,
+        args.customers_per_producer,
+        thousands(args.events as f64),
+        args.max_run_secs,
+        args.runs,
+    ));
+    out.push_str(&format!("- Total time: {:.0} s.\n\n", context.elapsed.as_secs_f64()));
+
+    out.push_str("### Appends\n\n");
+    let mut table = Table::new([
+        "Log figure",
+        "Log events/s",
+        "p50 µs",
+        "p99 µs",
+        "Raw baseline (same run, same disk)",
+        "Raw events/s",
+        "Log / raw",
+        "Target",
+    ]);
+    let rows: [(usize, Durability, usize, bool, bool); 6] = [
+        (1, Durability::Buffered, 1, false, false),
+        (args.producers, Durability::Buffered, 64, false, false),
+        (args.producers, Durability::Buffered, 1000, false, false),
+        (1, Durability::Fsync, 1, true, false),
+        (args.producers, Durability::Fsync, 64, true, true),
+        (args.producers, Durability::Fsync, 1000, true, true),
+    ];
+    for (producers, durability, batch, sync, targeted) in rows {
+        let (Some(log), Some(raw)) = (find_log(producers, durability), find_raw(batch, sync)) else {
+            continue;
+        };
+        let [p50, p99] = latency_cells(log);
+        let target = if targeted {
+            format!("≥ 50%: **{}**", verdict(log.rate(), raw.rate(), TARGET))
+        } else {
+            "—".to_string()
+        };
+        table.row([
+            log.name.clone(),
+            thousands(log.rate()),
+            p50,
+            p99,
+            raw.name.clone(),
+            thousands(raw.rate()),
+            percent(log.rate(), raw.rate()),
+            target,
+        ]);
+    }
+    out.push_str(&table.render());
+    out.push_str(
+        "\nPer event, the log writes the record, a stream-index entry and a command outcome (plus one stream \
+         head per customer per group commit), after deciding the command and hash-chaining the record; the raw \
+         baseline writes the record bytes only. Batch 64 is the group-commit size comparable to 64 producers.\n\n",
+    );
+
+    out.push_str("### Reads\n\n");
+    let mut table = Table::new([
+        "Log figure",
+        "Log events/s",
+        "Raw baseline (same data)",
+        "Raw events/s",
+        "Log / raw",
+        "Target",
+    ]);
+    table.row([
+        format!(
+            "`LogReader::scan_partition` over all {} partitions (decode + hash check)",
+            context.partitions
+        ),
+        thousands(log_scan.rate()),
+        "raw iterator over `events`, keys + values, no decode".to_string(),
+        thousands(raw_scan.rate()),
+        percent(log_scan.rate(), raw_scan.rate()),
+        format!("≥ 50%: **{}**", verdict(log_scan.rate(), raw_scan.rate(), TARGET)),
+    ]);
+    table.row([
+        "(where the time goes) raw iterator + blake3 hash check (`codec::split_record`), no decode"
+            .to_string(),
+        thousands(hash_scan.rate()),
+        "raw iterator over `events`, keys + values, no decode".to_string(),
+        thousands(raw_scan.rate()),
+        percent(hash_scan.rate(), raw_scan.rate()),
+        "—".to_string(),
+    ]);
+    out.push_str(&table.render());
+    out.push_str(&format!(
+        "\nAll scan the same {} records, flushed to SST files beforehand; after one unmeasured warm-up pass, each \
+         run repeats full passes for at least {} ms.\n\n",
+        thousands(*records as f64),
+        MIN_SCAN_TIME.as_millis(),
+    ));
+
+    out.push_str("### Every run (events/s)\n\n");
+    let mut headers = vec!["Measurement".to_string(), "Events per run".to_string()];
+    headers.extend((1..=args.runs).map(|run| format!("Run {run}")));
+    headers.push("Median".to_string());
+    let mut table = Table::new(headers);
+    for measurement in raw_writes.iter().chain(appends).chain([log_scan, raw_scan, hash_scan]) {
+        let mut cells = vec![measurement.name.clone(), thousands(measurement.events())];
+        cells.extend(measurement.rates().into_iter().map(thousands));
+        cells.push(thousands(measurement.rate()));
+        table.row(cells);
+    }
+    out.push_str(&table.render());
+    out
+}
