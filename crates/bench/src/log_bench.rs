@@ -466,8 +466,7 @@ fn render(
         format!("≥ 50%: **{}**", verdict(log_scan.rate(), raw_scan.rate(), TARGET)),
     ]);
     table.row([
-        "(where the time goes) raw iterator + blake3 hash check (`codec::split_record`), no decode"
-            .to_string(),
+        "(where the time goes) raw iterator + checksum check (`codec::split_record`), no decode".to_string(),
         thousands(hash_scan.rate()),
         "raw iterator over `events`, keys + values, no decode".to_string(),
         thousands(raw_scan.rate()),

@@ -130,7 +130,7 @@ pub(crate) fn flush_all(path: &Path) -> Result<()> {
 pub(crate) enum ScanWork {
     /// Touches each key and value, decodes nothing.
     Touch,
-    /// Also checks each record's blake3 hash (`codec::split_record`), without decoding the
+    /// Also checks each record's checksum (`codec::split_record`), without decoding the
     /// event: shows how much of the log's scan cost is the hash check.
     HashCheck,
 }

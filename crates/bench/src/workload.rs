@@ -128,7 +128,7 @@ mod tests {
     fn events_are_sized_to_the_target() -> Result<()> {
         let workload = Workload::sized(200)?;
         assert!(workload.event_bytes.abs_diff(200) <= 1, "event is {} bytes", workload.event_bytes);
-        assert_eq!(workload.record.len(), workload.event_bytes + 1 + 2 * codec::HASH_LEN);
+        assert_eq!(workload.record.len(), workload.event_bytes + 1 + codec::HASH_LEN + codec::CHECKSUM_LEN);
         Ok(())
     }
 

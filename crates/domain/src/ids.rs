@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, FieldError};
@@ -37,26 +38,34 @@ pub fn validate_id(field: &'static str, value: &str) -> Result<(), DomainError> 
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        ///
+        /// Stored inline (no allocation) up to 24 bytes. Deserializing validates the rule too.
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(CompactString);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = CompactString::deserialize(deserializer)?;
+                validate_id($field, &value).map_err(serde::de::Error::custom)?;
+                Ok(Self(value))
+            }
+        }
 
         impl $name {
             /// The field name used in error messages.
             pub const FIELD: &'static str = $field;
 
             /// Validates `value` against the identifier rule.
-            pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
-                let value = value.into();
-                validate_id($field, &value)?;
-                Ok(Self(value))
+            pub fn new(value: impl AsRef<str>) -> Result<Self, DomainError> {
+                Self::parse_field($field, value)
             }
 
             /// Validates `value`, naming `field` (the caller's name for it) in the error.
-            pub fn parse_field(field: &'static str, value: impl Into<String>) -> Result<Self, DomainError> {
-                let value = value.into();
-                validate_id(field, &value)?;
-                Ok(Self(value))
+            pub fn parse_field(field: &'static str, value: impl AsRef<str>) -> Result<Self, DomainError> {
+                let value = value.as_ref();
+                validate_id(field, value)?;
+                Ok(Self(CompactString::from(value)))
             }
 
             /// The identifier as text.
@@ -74,7 +83,7 @@ macro_rules! string_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.into_string()
             }
         }
 

@@ -1,10 +1,14 @@
 //! Value encodings: `[format u8][…postcard…]`, so old values stay readable after a change.
 //!
 //! A record in `events` is
-//! `[format = 1][prev_hash: 32 bytes][postcard(RecordedEvent)][hash: 32 bytes]`, where
-//! `hash = blake3(format ‖ prev_hash ‖ postcard bytes)`. Each partition's records form a hash
-//! chain: a record's `prev_hash` is the `hash` of the record before it (zeros for offset 0).
-//! Reading a record checks its own hash, so a flipped byte is an error, never a wrong answer.
+//! `[format = 1][prev_hash: 32 bytes][postcard(RecordedEvent)][checksum: xxh3-64, 8 bytes LE]`,
+//! where `checksum = xxh3_64(format ‖ prev_hash ‖ postcard bytes)`. Each partition's records form
+//! a hash chain: a record's `prev_hash` is the **chain hash** of the record before it,
+//! `blake3(whole stored value)` (zeros for offset 0).
+//!
+//! Reading a record checks its checksum (cheap), so a flipped byte is an error, never a wrong
+//! answer; `verify` also checks every link of the chain (collision-resistant), so an edit whose
+//! forger recomputed the checksum is still found, at the next record.
 //!
 //! To change a shape: add a new format number, keep the old decoder, and upcast old values to
 //! the current type on read. The golden-bytes tests fail on any silent change.
@@ -20,57 +24,64 @@ pub const RECORD_FORMAT_V1: u8 = 1;
 pub(crate) const HEAD_FORMAT_V1: u8 = 1;
 /// Format byte of v1 command outcomes.
 pub(crate) const OUTCOME_FORMAT_V1: u8 = 1;
-/// Length of a blake3 hash.
+/// Length of a blake3 chain hash.
 pub const HASH_LEN: usize = 32;
+/// Length of a record's checksum trailer.
+pub const CHECKSUM_LEN: usize = 8;
 /// `prev_hash` of the first record of every partition.
 pub const GENESIS_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
 
 /// A chain hash.
 pub type ChainHash = [u8; HASH_LEN];
 
-/// Encodes `event` as a record following `prev_hash`; returns the bytes and the record's hash.
+/// Encodes `event` as a record following `prev_hash`; returns the bytes and their chain hash.
 pub fn encode_record(prev_hash: &ChainHash, event: &RecordedEvent) -> Result<(Vec<u8>, ChainHash)> {
-    let mut value = Vec::with_capacity(1 + 2 * HASH_LEN + 192);
+    let mut value = Vec::with_capacity(1 + HASH_LEN + CHECKSUM_LEN + 192);
     value.push(RECORD_FORMAT_V1);
     value.extend_from_slice(prev_hash);
-    let value = postcard::to_extend(event, value).map_err(|error| LogError::CorruptMetadata {
+    let mut value = postcard::to_extend(event, value).map_err(|error| LogError::CorruptMetadata {
         what: "event to encode".into(),
         reason: error.to_string(),
     })?;
-    let mut value = value;
-    let hash: ChainHash = blake3::hash(&value).into();
-    value.extend_from_slice(&hash);
+    let checksum = xxhash_rust::xxh3::xxh3_64(&value);
+    value.extend_from_slice(&checksum.to_le_bytes());
+    let hash = chain_hash(&value);
     Ok((value, hash))
 }
 
-/// The parts of a stored record, checked against its own hash but not yet decoded.
+/// The chain hash of a stored record: `blake3` of all its bytes.
+pub fn chain_hash(value: &[u8]) -> ChainHash {
+    blake3::hash(value).into()
+}
+
+/// The parts of a stored record, checked against its checksum but not yet decoded.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {
     pub format: u8,
     pub prev_hash: &'a [u8],
     pub body: &'a [u8],
-    pub hash: &'a [u8],
 }
 
 fn corrupt(position: Position, reason: impl Into<String>) -> LogError {
     LogError::Corrupt { position, reason: reason.into() }
 }
 
-/// Splits a stored record and checks its hash.
+/// Splits a stored record and checks its checksum.
 pub fn split_record(position: Position, value: &[u8]) -> Result<RawRecord<'_>> {
-    if value.len() < 1 + 2 * HASH_LEN {
+    if value.len() < 1 + HASH_LEN + CHECKSUM_LEN {
         return Err(corrupt(position, format!("value is {} bytes, shorter than any record", value.len())));
     }
     let format = value[0];
     if format != RECORD_FORMAT_V1 {
         return Err(corrupt(position, format!("unknown record format {format}")));
     }
-    let (hashed, hash) = value.split_at(value.len() - HASH_LEN);
-    let computed = blake3::hash(hashed);
-    if computed.as_bytes() != hash {
-        return Err(corrupt(position, "hash mismatch: the stored bytes were altered"));
+    let (checked, trailer) = value.split_at(value.len() - CHECKSUM_LEN);
+    let mut stored = [0u8; CHECKSUM_LEN];
+    stored.copy_from_slice(trailer);
+    if xxhash_rust::xxh3::xxh3_64(checked) != u64::from_le_bytes(stored) {
+        return Err(corrupt(position, "checksum mismatch: the stored bytes were altered"));
     }
-    Ok(RawRecord { format, prev_hash: &hashed[1..1 + HASH_LEN], body: &hashed[1 + HASH_LEN..], hash })
+    Ok(RawRecord { format, prev_hash: &checked[1..1 + HASH_LEN], body: &checked[1 + HASH_LEN..] })
 }
 
 /// Decodes a stored record, checking its hash and that it sits where it says it does.
@@ -217,7 +228,7 @@ mod tests {
             let (bytes, hash) = encode_record(&prev, &event).unwrap();
             let raw = split_record(event.position, &bytes).unwrap();
             prop_assert_eq!(raw.prev_hash, &prev[..]);
-            prop_assert_eq!(raw.hash, &hash[..]);
+            prop_assert_eq!(hash, chain_hash(&bytes));
             prop_assert_eq!(decode_record(event.position, &bytes).unwrap(), event);
         }
 

@@ -163,10 +163,8 @@ impl Store {
             && let Some((key_partition, offset)) = keys::parse_event_key(key)
             && key_partition == partition
         {
-            let raw = codec::split_record(Position { partition, offset }, value)?;
-            let mut last_hash = GENESIS_HASH;
-            last_hash.copy_from_slice(raw.hash);
-            return Ok(ChainHead { next_offset: offset + 1, last_hash });
+            codec::split_record(Position { partition, offset }, value)?;
+            return Ok(ChainHead { next_offset: offset + 1, last_hash: codec::chain_hash(value) });
         }
         iterator.status()?;
         Ok(ChainHead { next_offset: 0, last_hash: GENESIS_HASH })
@@ -324,7 +322,7 @@ impl Store {
                 });
             }
             codec::decode_body(position, raw.body)?;
-            expected_prev.copy_from_slice(raw.hash);
+            expected_prev = codec::chain_hash(value);
             report.records += 1;
             report.head_hash = expected_prev;
             Ok(())
