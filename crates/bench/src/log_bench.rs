@@ -48,7 +48,7 @@ pub(crate) struct LogArgs {
     dir: Option<PathBuf>,
     /// Runs of each measurement; the report shows medians.
     #[arg(long, default_value_t = 5)]
-    runs: usize,
+    pub(crate) runs: usize,
     /// Concurrent producers (tokio tasks) of the many-producer rows.
     #[arg(long, default_value_t = 64)]
     producers: usize,
@@ -57,7 +57,7 @@ pub(crate) struct LogArgs {
     customers_per_producer: usize,
     /// Target size in bytes of one encoded event (the interaction summary is sized to fit).
     #[arg(long, default_value_t = 200)]
-    event_bytes: usize,
+    pub(crate) event_bytes: usize,
     /// Longest time one timed run may take; slower runs stop early and count what they did.
     #[arg(long, default_value_t = 5.0)]
     max_run_secs: f64,

@@ -3,10 +3,12 @@
 //! figure without knowing the machine.
 //!
 //! - `covenant-bench log`: the event log against raw RocksDB (writes, group commits, scans).
-//! - `covenant-bench all`: every benchmark (for now only `log`).
+//! - `covenant-bench codec`: the record codec alone (ns per record) beside plain postcard.
+//! - `covenant-bench all`: every benchmark.
 //!
 //! Progress goes to stderr; the report (markdown) goes to stdout.
 
+mod codec_bench;
 mod disk;
 mod log_bench;
 mod raw;
@@ -29,6 +31,15 @@ enum BenchCommand {
     /// The event log: appends (1 and many producers, buffered and fsync) and partition scans,
     /// each beside raw RocksDB doing the same I/O.
     Log(log_bench::LogArgs),
+    /// The record codec alone: encode, checksum, decode, chain hash (ns per record).
+    Codec {
+        /// Target size in bytes of one encoded event.
+        #[arg(long, default_value_t = 200)]
+        event_bytes: usize,
+        /// Runs of each measurement; the report shows medians.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Every benchmark, one after the other.
     All(log_bench::LogArgs),
 }
@@ -37,8 +48,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         BenchCommand::Log(args) => log_bench::run(&args),
+        BenchCommand::Codec { event_bytes, runs } => codec_bench::run(event_bytes, runs),
         BenchCommand::All(args) => {
             // Later benchmarks (projections, API) are added here.
+            codec_bench::run(args.event_bytes, args.runs)?;
             log_bench::run(&args)
         }
     }
