@@ -155,7 +155,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + '
 }
 
 impl EventLog {
-    /// Opens (or creates) the log and starts one writer thread per partition. Blocking: call it
+    /// Opens (or creates) the log and starts the writer (and sync) threads. Blocking: call it
     /// before starting a runtime or through [`EventLog::open`].
     pub fn open_blocking(config: LogConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         if config.max_batch == 0 {
