@@ -106,6 +106,79 @@ pub fn decode_body(position: Position, body: &[u8]) -> Result<RecordedEvent> {
     Ok(event)
 }
 
+/// The envelope of a stored record, decoded without copying: ids and labels borrow the record's
+/// bytes. It mirrors the field order of [`RecordedEvent`] up to the event's variant index, so
+/// scans that route or filter (by type, customer, time) skip decoding the payload.
+///
+/// Strings are not re-validated: the record's checksum was checked, and they were validated when
+/// the event was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct EnvelopeView<'a> {
+    pub event_id: covenant_domain::EventId,
+    pub customer_id: &'a str,
+    pub stream_version: u64,
+    pub position: Position,
+    pub recorded_at: Timestamp,
+    pub command_id: &'a str,
+    #[serde(borrow)]
+    pub metadata: MetadataView<'a>,
+    /// Index of the event's variant in the catalogue ([`covenant_domain::events::EVENT_TYPES`]).
+    pub event_index: u32,
+}
+
+/// [`covenant_domain::EventMetadata`], borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct MetadataView<'a> {
+    pub occurred_at: Timestamp,
+    pub actor_kind: covenant_domain::events::ActorKind,
+    pub actor_id: &'a str,
+    pub team: Option<&'a str>,
+    pub channel: Option<covenant_domain::events::Channel>,
+    pub correlation_id: Option<&'a str>,
+    pub causation_id: Option<&'a str>,
+}
+
+/// A stored record, checked against its checksum, with its envelope decoded without copying;
+/// [`RecordView::decode`] decodes the whole event when it is needed.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    pub envelope: EnvelopeView<'a>,
+    body: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// Checks the record's checksum and decodes its envelope.
+    pub fn parse(position: Position, value: &'a [u8]) -> Result<Self> {
+        let raw = split_record(position, value)?;
+        let envelope: EnvelopeView<'a> = postcard::from_bytes(raw.body)
+            .map_err(|error| corrupt(position, format!("envelope does not decode: {error}")))?;
+        if envelope.position != position {
+            return Err(corrupt(
+                position,
+                format!(
+                    "record says it is at partition {} offset {}",
+                    envelope.position.partition, envelope.position.offset
+                ),
+            ));
+        }
+        if envelope.event_index as usize >= covenant_domain::events::EVENT_TYPES.len() {
+            return Err(corrupt(position, format!("unknown event variant {}", envelope.event_index)));
+        }
+        Ok(Self { envelope, body: raw.body })
+    }
+
+    /// The event's type name (snake case).
+    pub fn event_type(&self) -> &'static str {
+        // `parse` checked the index.
+        covenant_domain::events::EVENT_TYPES[self.envelope.event_index as usize]
+    }
+
+    /// Decodes the whole record.
+    pub fn decode(&self) -> Result<RecordedEvent> {
+        decode_body(self.envelope.position, self.body)
+    }
+}
+
 /// What `streams` keeps per customer: the stream's head and the decision state after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StreamHead {
@@ -229,7 +302,12 @@ mod tests {
             let raw = split_record(event.position, &bytes).unwrap();
             prop_assert_eq!(raw.prev_hash, &prev[..]);
             prop_assert_eq!(hash, chain_hash(&bytes));
-            prop_assert_eq!(decode_record(event.position, &bytes).unwrap(), event);
+            prop_assert_eq!(&decode_record(event.position, &bytes).unwrap(), &event);
+            let view = RecordView::parse(event.position, &bytes).unwrap();
+            prop_assert_eq!(view.envelope.customer_id, event.customer_id.as_str());
+            prop_assert_eq!(view.envelope.stream_version, event.stream_version);
+            prop_assert_eq!(view.event_type(), event.event_type());
+            prop_assert_eq!(view.decode().unwrap(), event);
         }
 
         #[test]
@@ -242,7 +320,8 @@ mod tests {
             let (mut bytes, _) = encode_record(&GENESIS_HASH, &event).unwrap();
             let index = flip_at.index(bytes.len());
             bytes[index] ^= flip;
-            let corrupt = matches!(decode_record(event.position, &bytes), Err(LogError::Corrupt { .. }));
+            let corrupt = matches!(decode_record(event.position, &bytes), Err(LogError::Corrupt { .. }))
+                && matches!(RecordView::parse(event.position, &bytes), Err(LogError::Corrupt { .. }));
             prop_assert!(corrupt, "byte {} altered but the record still decoded", index);
         }
 

@@ -511,6 +511,22 @@ impl LogReader {
         })
     }
 
+    /// Visits up to `max` records of `partition` from `from_offset` on as [`codec::RecordView`]s:
+    /// checksum checked and envelope decoded without copying; the payload is decoded only if the
+    /// visitor calls [`codec::RecordView::decode`]. Returns how many were visited.
+    pub fn scan_views(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+        mut visit: impl FnMut(codec::RecordView<'_>),
+    ) -> Result<usize> {
+        self.store.scan_partition(partition, from_offset, max, |position, value| {
+            visit(codec::RecordView::parse(position, value)?);
+            Ok(())
+        })
+    }
+
     /// The next offset to be written in `partition` (its record count).
     pub fn partition_end(&self, partition: u16) -> Result<u64> {
         self.store.check_partition(partition)?;

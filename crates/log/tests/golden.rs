@@ -171,6 +171,26 @@ fn record(index: u64, event: Event) -> RecordedEvent {
     }
 }
 
+fn view_matches(view: &codec::RecordView<'_>, record: &RecordedEvent) -> bool {
+    let envelope = &view.envelope;
+    let metadata = &record.metadata;
+    envelope.event_id == record.event_id
+        && envelope.customer_id == record.customer_id.as_str()
+        && envelope.stream_version == record.stream_version
+        && envelope.position == record.position
+        && envelope.recorded_at == record.recorded_at
+        && envelope.command_id == record.command_id.as_str()
+        && envelope.metadata.occurred_at == metadata.occurred_at
+        && envelope.metadata.actor_kind == metadata.actor.kind
+        && envelope.metadata.actor_id == metadata.actor.id.as_str()
+        && envelope.metadata.team == metadata.team.as_ref().map(|team| team.as_str())
+        && envelope.metadata.channel == metadata.channel
+        && envelope.metadata.correlation_id == metadata.correlation_id.as_ref().map(|id| id.as_str())
+        && envelope.metadata.causation_id == metadata.causation_id.as_ref().map(|id| id.as_str())
+        && view.event_type() == record.event_type()
+        && view.decode().ok().as_ref() == Some(record)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -208,6 +228,12 @@ fn every_event_type_has_a_golden_record() {
             .unwrap_or_else(|error| panic!("{event_type}: golden bytes no longer decode: {error}"));
         if decoded != expected_record {
             failures.push(format!("{event_type}: golden bytes decode to a different value"));
+        }
+        // The borrowed envelope view reads the same bytes to the same envelope.
+        let view = codec::RecordView::parse(expected_record.position, &golden)
+            .unwrap_or_else(|error| panic!("{event_type}: the envelope view does not parse: {error}"));
+        if !view_matches(&view, &expected_record) {
+            failures.push(format!("{event_type}: the envelope view disagrees with the record: {view:?}"));
         }
         // ...and today's encoder must still write them.
         if golden != bytes {
