@@ -476,6 +476,13 @@ pub struct LogReader {
 }
 
 impl LogReader {
+    /// Opens an existing log for reading only: no writer threads and no lock, so tools (verify,
+    /// audit, export, benchmarks) can read beside a running ledger. The reader sees the log as
+    /// it was when opened. Blocking.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self { store: Arc::new(Store::open_read_only(path.as_ref())?) })
+    }
+
     /// The partition count.
     pub fn partition_count(&self) -> u16 {
         self.store.partition_count()

@@ -87,6 +87,29 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing log read-only: no writer, no lock taken, so it works beside a running
+    /// writer process. It sees the log as it was when opened (RocksDB read-only semantics).
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
+        if !path.join("CURRENT").exists() {
+            return Err(LogError::Config(format!("no event log at {}", path.display())));
+        }
+        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
+            let point_lookups = matches!(*name, CF_STREAMS | CF_COMMANDS | keys::CF_KEYS);
+            ColumnFamilyDescriptor::new(*name, cf_options(point_lookups))
+        });
+        let db = DB::open_cf_descriptors_read_only(&Options::default(), path, descriptors, false)?;
+        let mut store = Store { db, path: path.to_path_buf(), partition_count: 0 };
+        let meta = store.cf(CF_META)?;
+        let stored = store.db.get_cf(meta, keys::META_PARTITION_COUNT)?.ok_or_else(|| {
+            LogError::CorruptMetadata { what: "meta partition_count".into(), reason: "missing".into() }
+        })?;
+        store.partition_count =
+            <[u8; 2]>::try_from(stored.as_slice()).map(u16::from_be_bytes).map_err(|_| {
+                LogError::CorruptMetadata { what: "meta partition_count".into(), reason: "not a u16".into() }
+            })?;
+        Ok(store)
+    }
+
     fn check_meta(&self, requested: Option<u16>) -> Result<u16> {
         let meta = self.cf(CF_META)?;
         let stored = self.db.get_cf(meta, keys::META_PARTITION_COUNT)?;

@@ -341,3 +341,30 @@ async fn appends_after_close_fail_cleanly() {
     let error = other_handle.append(request("ivy", "c", sample::register("Ivy").unwrap())).await.unwrap_err();
     assert!(matches!(error, LogError::Closed));
 }
+
+#[tokio::test]
+async fn a_read_only_reader_works_beside_the_writer_and_sees_the_log_as_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2).await;
+    for i in 0..5 {
+        register(&log, &format!("r{i}")).await;
+    }
+    let path = dir.path().join("log");
+    let reader = tokio::task::spawn_blocking(move || covenant_log::LogReader::open_read_only(path))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.partition_count(), 2);
+    register(&log, "after").await;
+    let seen = tokio::task::spawn_blocking(move || {
+        let total: usize = (0..2).map(|p| reader.read_partition(p, 0, 100).unwrap().len()).sum();
+        let verified = reader.verify().unwrap();
+        (total, verified)
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen.0, 5, "the reader sees the log as it was when opened");
+    assert!(seen.1.iter().all(|partition| partition.problem.is_none()));
+    let missing = covenant_log::LogReader::open_read_only(dir.path().join("nothing-here")).unwrap_err();
+    assert!(missing.to_string().contains("no event log at"), "{missing}");
+}
