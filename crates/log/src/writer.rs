@@ -12,6 +12,9 @@
 //! fewer writers than partitions is faster on few cores).
 
 use std::collections::HashMap;
+
+/// Hash maps keyed by caller-chosen ids: foldhash is fast and seeded per process (no HashDoS).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use covenant_domain::{
@@ -99,7 +102,7 @@ pub(crate) struct Writer {
     pub(crate) partitions: Vec<OwnedPartition>,
     /// `slots[partition]` is the index of the partition in `partitions`, if this writer owns it.
     pub(crate) slots: Vec<Option<usize>>,
-    pub(crate) states: HashMap<CustomerId, StreamHead>,
+    pub(crate) states: Map<CustomerId, StreamHead>,
     pub(crate) state_cache_capacity: usize,
     pub(crate) durability: Durability,
     pub(crate) max_batch: usize,
@@ -115,11 +118,11 @@ struct Batch {
     /// Chain heads of the owned partitions as this batch moves them (same order as `partitions`).
     chains: Vec<ChainHead>,
     /// Streams touched by this batch, taken out of the cache; returned on success.
-    touched: HashMap<CustomerId, StreamHead>,
+    touched: Map<CustomerId, StreamHead>,
     /// Streams this batch appended to (their heads are written).
     dirty: Vec<CustomerId>,
     /// Outcomes of commands appended in this batch, for retries within the same batch.
-    outcomes: HashMap<(CustomerId, CommandId), StoredOutcome>,
+    outcomes: Map<(CustomerId, CommandId), StoredOutcome>,
     now: Timestamp,
 }
 
@@ -146,9 +149,9 @@ impl Writer {
         let mut batch = Batch {
             write: WriteBatch::default(),
             chains: self.partitions.iter().map(|owned| owned.chain).collect(),
-            touched: HashMap::new(),
+            touched: Map::default(),
             dirty: Vec::new(),
-            outcomes: HashMap::new(),
+            outcomes: Map::default(),
             now: self.clock.now(),
         };
         let mut verdicts = Vec::with_capacity(jobs.len());
