@@ -54,6 +54,14 @@ pub(crate) struct OwnedPartition {
     pub(crate) committed: Arc<watch::Sender<u64>>,
 }
 
+/// The same error again, for each caller of a failed batch.
+fn copy_error(error: &LogError) -> LogError {
+    match error {
+        LogError::Storage(storage) => LogError::Storage(storage.clone()),
+        other => LogError::CorruptMetadata { what: "group commit".into(), reason: other.to_string() },
+    }
+}
+
 /// A written (not yet fsynced) group commit waiting for the sync stage.
 pub(crate) struct PendingSync {
     /// Every answer of the batch, in order; appended ones are only sent once synced.
@@ -82,12 +90,11 @@ pub(crate) fn run_syncer(store: Arc<Store>, pending: std::sync::mpsc::Receiver<P
             }
             for (reply, verdict) in batch.verdicts {
                 let answer = match (verdict, &synced) {
+                    // A retry's stored outcome may rest on a batch this sync was to make
+                    // durable: when the sync failed it cannot be confirmed either.
+                    (Verdict::Settled(Ok(_)) | Verdict::Appended(_), Err(error)) => Err(copy_error(error)),
                     (Verdict::Settled(answer), _) => answer,
                     (Verdict::Appended(outcome), Ok(())) => Ok(outcome),
-                    (Verdict::Appended(_), Err(LogError::Storage(error))) => {
-                        Err(LogError::Storage(error.clone()))
-                    }
-                    (Verdict::Appended(_), Err(_)) => Err(LogError::Closed),
                 };
                 let _ = reply.send(answer);
             }
@@ -167,9 +174,9 @@ impl Writer {
         }
         let appended = verdicts.iter().filter(|(_, verdict)| matches!(verdict, Verdict::Appended(_))).count();
         let write_result = if appended > 0 { self.write(&mut batch) } else { Ok(()) };
-        match write_result {
+        let mut advanced = Vec::new();
+        let verdicts = match write_result {
             Ok(()) => {
-                let mut advanced = Vec::new();
                 for (owned, chain) in self.partitions.iter_mut().zip(&batch.chains) {
                     if owned.chain != *chain {
                         owned.chain = *chain;
@@ -181,48 +188,54 @@ impl Writer {
                     // Simple bound: start over; states reload from their stored heads.
                     self.states.clear();
                 }
-                // Every answer, even a rejection or a retry of an earlier command, waits for
-                // the sync: it may rest on a batch written but not yet synced.
-                let verdicts = match &self.syncer {
-                    Some(syncer) => match syncer.send(PendingSync { verdicts, advanced }) {
-                        Ok(()) => return,
-                        Err(unsent) => {
-                            tracing::error!("the sync stage stopped: answering without it");
-                            let PendingSync { verdicts, advanced: unsynced } = unsent.0;
-                            advanced = unsynced;
-                            verdicts
-                        }
-                    },
-                    None => verdicts,
-                };
-                for (committed, next_offset) in advanced {
-                    committed.send_replace(next_offset);
-                }
-                for (reply, verdict) in verdicts {
-                    let answer = match verdict {
-                        Verdict::Settled(answer) => answer,
-                        Verdict::Appended(outcome) => Ok(outcome),
-                    };
-                    let _ = reply.send(answer);
-                }
+                verdicts
             }
             Err(error) => {
+                // Nothing of the batch was written; the touched states are dropped from the
+                // cache and reload from their stored heads.
                 tracing::error!(%error, commands = appended, "group commit failed: nothing of it was written");
-                let message = error.to_string();
-                for (reply, verdict) in verdicts {
-                    let answer = match verdict {
-                        Verdict::Settled(answer) => answer,
-                        Verdict::Appended(_) => Err(match &error {
-                            LogError::Storage(storage) => LogError::Storage(storage.clone()),
-                            _ => LogError::CorruptMetadata {
-                                what: "group commit".into(),
-                                reason: message.clone(),
-                            },
-                        }),
-                    };
-                    let _ = reply.send(answer);
+                verdicts
+                    .into_iter()
+                    .map(|(reply, verdict)| match verdict {
+                        Verdict::Appended(_) => (reply, Verdict::Settled(Err(copy_error(&error)))),
+                        settled => (reply, settled),
+                    })
+                    .collect()
+            }
+        };
+        // With a sync stage every answer, even a rejection or a retry of an earlier command,
+        // waits for the next sync: it may rest on a batch written but not yet synced.
+        let verdicts = match &self.syncer {
+            None => verdicts,
+            Some(syncer) => {
+                match syncer.send(PendingSync { verdicts, advanced: std::mem::take(&mut advanced) }) {
+                    Ok(()) => return,
+                    Err(unsent) => {
+                        // The sync stage is gone: nothing can be confirmed durable any more.
+                        tracing::error!("the sync stage stopped: appends are answered as unavailable");
+                        advanced.clear();
+                        unsent
+                            .0
+                            .verdicts
+                            .into_iter()
+                            .map(|(reply, verdict)| match verdict {
+                                Verdict::Appended(_) => (reply, Verdict::Settled(Err(LogError::Closed))),
+                                settled => (reply, settled),
+                            })
+                            .collect()
+                    }
                 }
             }
+        };
+        for (committed, next_offset) in advanced {
+            committed.send_replace(next_offset);
+        }
+        for (reply, verdict) in verdicts {
+            let answer = match verdict {
+                Verdict::Settled(answer) => answer,
+                Verdict::Appended(outcome) => Ok(outcome),
+            };
+            let _ = reply.send(answer);
         }
     }
 
