@@ -188,11 +188,16 @@ pub(crate) struct StreamHead {
     pub(crate) state: CustomerState,
 }
 
-pub(crate) fn encode_head(head: &StreamHead) -> Result<Vec<u8>> {
-    postcard::to_extend(head, vec![HEAD_FORMAT_V1]).map_err(|error| LogError::CorruptMetadata {
-        what: "stream head to encode".into(),
+/// `[format][postcard(value)]`.
+fn encode_versioned<T: Serialize>(format: u8, value: &T, what: &str) -> Result<Vec<u8>> {
+    postcard::to_extend(value, vec![format]).map_err(|error| LogError::CorruptMetadata {
+        what: format!("{what} to encode"),
         reason: error.to_string(),
     })
+}
+
+pub(crate) fn encode_head(head: &StreamHead) -> Result<Vec<u8>> {
+    encode_versioned(HEAD_FORMAT_V1, head, "stream head")
 }
 
 /// Decodes a stream head; `None` when its format is unknown (the caller rebuilds it).
@@ -216,10 +221,7 @@ pub(crate) struct StoredOutcome {
 }
 
 pub(crate) fn encode_outcome(outcome: &StoredOutcome) -> Result<Vec<u8>> {
-    postcard::to_extend(outcome, vec![OUTCOME_FORMAT_V1]).map_err(|error| LogError::CorruptMetadata {
-        what: "command outcome to encode".into(),
-        reason: error.to_string(),
-    })
+    encode_versioned(OUTCOME_FORMAT_V1, outcome, "command outcome")
 }
 
 pub(crate) fn decode_outcome(value: &[u8]) -> Result<StoredOutcome> {
