@@ -337,21 +337,7 @@ fn scan_log(
         }
         Ok(count)
     };
-    let records = pass()?;
-    let mut results = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let start = Instant::now();
-        let mut count = 0;
-        while count == 0 || start.elapsed() < min_run_time {
-            let visited = pass()?;
-            count += visited;
-            if visited == 0 {
-                break;
-            }
-        }
-        results.push(Run::new(count, start.elapsed()));
-    }
-    Ok((records, results))
+    crate::stats::timed_passes(pass, runs, min_run_time)
 }
 
 /// The read measurements.

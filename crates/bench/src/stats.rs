@@ -1,6 +1,6 @@
 //! Repeated runs and their medians, latency histograms, and the number formats of the report.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use hdrhistogram::Histogram;
@@ -125,6 +125,31 @@ pub(crate) fn percent(part: f64, whole: f64) -> String {
 /// `PASS` when `part / whole` reaches `target` (a fraction), else `MISS`.
 pub(crate) fn verdict(part: f64, whole: f64, target: f64) -> &'static str {
     if whole > 0.0 && part / whole >= target { "PASS" } else { "MISS" }
+}
+
+/// Runs `pass` (which returns the records it visited) once to warm caches, then `runs` times
+/// for at least `min_run_time` each (repeating whole passes). Returns the records of one pass
+/// and the runs.
+pub(crate) fn timed_passes(
+    mut pass: impl FnMut() -> Result<u64>,
+    runs: usize,
+    min_run_time: Duration,
+) -> Result<(u64, Vec<Run>)> {
+    let records = pass()?;
+    let mut results = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut count = 0;
+        while count == 0 || start.elapsed() < min_run_time {
+            let visited = pass()?;
+            count += visited;
+            if visited == 0 {
+                break;
+            }
+        }
+        results.push(Run::new(count, start.elapsed()));
+    }
+    Ok((records, results))
 }
 
 #[cfg(test)]

@@ -84,6 +84,17 @@ pub fn split_record(position: Position, value: &[u8]) -> Result<RawRecord<'_>> {
     Ok(RawRecord { format, prev_hash: &checked[1..1 + HASH_LEN], body: &checked[1 + HASH_LEN..] })
 }
 
+/// A record must sit where it says it does (a record copied to another key is corrupt).
+fn check_position(position: Position, recorded: Position) -> Result<()> {
+    if recorded != position {
+        return Err(corrupt(
+            position,
+            format!("record says it is at partition {} offset {}", recorded.partition, recorded.offset),
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes a stored record, checking its hash and that it sits where it says it does.
 pub fn decode_record(position: Position, value: &[u8]) -> Result<RecordedEvent> {
     let raw = split_record(position, value)?;
@@ -94,15 +105,7 @@ pub fn decode_record(position: Position, value: &[u8]) -> Result<RecordedEvent> 
 pub fn decode_body(position: Position, body: &[u8]) -> Result<RecordedEvent> {
     let event: RecordedEvent =
         postcard::from_bytes(body).map_err(|error| corrupt(position, format!("does not decode: {error}")))?;
-    if event.position != position {
-        return Err(corrupt(
-            position,
-            format!(
-                "record says it is at partition {} offset {}",
-                event.position.partition, event.position.offset
-            ),
-        ));
-    }
+    check_position(position, event.position)?;
     Ok(event)
 }
 
@@ -152,15 +155,7 @@ impl<'a> RecordView<'a> {
         let raw = split_record(position, value)?;
         let envelope: EnvelopeView<'a> = postcard::from_bytes(raw.body)
             .map_err(|error| corrupt(position, format!("envelope does not decode: {error}")))?;
-        if envelope.position != position {
-            return Err(corrupt(
-                position,
-                format!(
-                    "record says it is at partition {} offset {}",
-                    envelope.position.partition, envelope.position.offset
-                ),
-            ));
-        }
+        check_position(position, envelope.position)?;
         if envelope.event_index as usize >= covenant_domain::events::EVENT_TYPES.len() {
             return Err(corrupt(position, format!("unknown event variant {}", envelope.event_index)));
         }
@@ -245,21 +240,17 @@ mod tests {
     use super::*;
 
     fn record(customer: &str, summary_len: usize, partition: u16, offset: u64, millis: i64) -> RecordedEvent {
-        let Ok(command) = sample::interaction("i-1", summary_len) else { unreachable!() };
-        let covenant_domain::Command::RecordInteraction {
-            interaction_id,
-            channel,
-            direction,
-            kind,
-            agent_id,
-            wait_secs,
-            handle_secs,
-            sentiment,
-            summary,
-        } = command
-        else {
-            unreachable!()
-        };
+        // The event the domain records for a sample interaction of a registered customer.
+        let now = Timestamp::from_unix_millis_clamped(millis);
+        let context = covenant_domain::DecisionContext { now, occurred_at: now };
+        let mut state = covenant_domain::CustomerState::default();
+        for event in
+            covenant_domain::decide(&state, customer, &sample::register("Pat").unwrap(), &context).unwrap()
+        {
+            covenant_domain::apply(&mut state, &event, now);
+        }
+        let interaction = sample::interaction("i-1", summary_len).unwrap();
+        let event = covenant_domain::decide(&state, customer, &interaction, &context).unwrap().remove(0);
         RecordedEvent {
             event_id: EventId(uuid::Uuid::from_u128(u128::from(offset) << 64 | 0x7000)),
             customer_id: CustomerId::new(customer).unwrap(),
@@ -275,17 +266,7 @@ mod tests {
                 correlation_id: None,
                 causation_id: None,
             },
-            event: covenant_domain::Event::InteractionRecorded {
-                interaction_id,
-                channel,
-                direction,
-                kind,
-                agent_id,
-                wait_secs,
-                handle_secs,
-                sentiment,
-                summary,
-            },
+            event,
         }
     }
 
@@ -341,6 +322,8 @@ mod tests {
         let event = record("cust-1", 10, 1, 5, 1_700_000_000_000);
         let (bytes, _) = encode_record(&GENESIS_HASH, &event).unwrap();
         let error = decode_record(Position { partition: 1, offset: 6 }, &bytes).unwrap_err();
+        assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
+        let error = RecordView::parse(Position { partition: 1, offset: 6 }, &bytes).unwrap_err();
         assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
     }
 }
