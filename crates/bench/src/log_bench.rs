@@ -260,14 +260,17 @@ async fn append_run(path: &Path, shape: AppendShape, setup: &AppendSetup) -> Res
         let max_time = setup.max_time;
         let mut histogram = stats::latency_histogram()?;
         tasks.push(tokio::spawn(async move {
+            // Requests are built before timing: the run measures the log, not the generator.
+            let requests = (0..quota)
+                .map(|sequence| workload.interaction(producer, customers, sequence))
+                .collect::<Result<Vec<_>>>();
             barrier.wait().await;
             let start = Instant::now();
             let mut appended = 0u64;
-            for sequence in 0..quota {
+            for request in requests? {
                 if max_time.is_some_and(|max| start.elapsed() >= max) {
                     break;
                 }
-                let request = workload.interaction(producer, customers, sequence)?;
                 let sent = Instant::now();
                 let outcome = log.append(request).await.context("append an interaction")?;
                 stats::record_latency(&mut histogram, sent.elapsed());

@@ -14,8 +14,21 @@ use crate::error::{DomainError, FieldError};
 /// Longest identifier accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
+/// `ID_BYTES[b]` is true when `b` may appear in an identifier (one table lookup per byte: ids
+/// are checked on every decode of a record, so this is on the read path).
+const ID_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-');
+        byte += 1;
+    }
+    table
+};
+
 fn is_id_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'@' | b'-')
+    ID_BYTES[usize::from(byte)]
 }
 
 /// Checks the identifier rule and names the field when it is broken.
