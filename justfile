@@ -9,19 +9,25 @@ cargo_flags := "--workspace --locked"
 default:
     @just --list
 
-# Install missing prerequisites (libclang for RocksDB's bindings, a C++ compiler).
+# Install missing prerequisites (libclang for RocksDB's bindings, a C++ compiler, nats-server 2.10+).
 setup:
     @scripts/setup.sh
 
-# Run the system (for now: a demonstration of the event log in ./data).
+# Run the system: ledger, standing and watchdog (and a managed nats-server unless NATS_URL is set).
 up *args: setup
     cargo build {{cargo_flags}} --bins
     target/debug/covenant up {{args}}
+
+# Record demo customer journeys against a running system and print their trust standing.
+demo *args:
+    cargo build {{cargo_flags}} --bins
+    target/debug/covenant demo {{args}}
 
 # Format check, clippy with -D warnings, then the whole test suite.
 test: setup
     cargo fmt --all -- --check
     cargo clippy {{cargo_flags}} --all-targets -- -D warnings
+    export NATS_SERVER_BIN="$(scripts/nats-server-path.sh)"; \
     if cargo nextest --version >/dev/null 2>&1; then \
         cargo nextest run {{cargo_flags}} --no-fail-fast; \
     else \

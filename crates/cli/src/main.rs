@@ -1,16 +1,18 @@
 //! `covenant`: run the system and look after its event log.
 //!
-//! Until the services land, `covenant up` runs a demonstration of the event log: it records
-//! realistic customer journeys into `./data/log`, then prints each customer's stream summary
-//! and the result of a hash-chain verification. `verify` and `backup` work on any log.
+//! `covenant up` runs the services (ledger, standing, watchdog, with a managed nats-server when
+//! `NATS_URL` is unset); `covenant demo` records customer journeys through the gRPC API and shows
+//! their standing; `verify` and `backup` work on any log.
+
+mod demo;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use covenant_domain::{CommandId, CustomerId, Span, Timestamp, sample};
-use covenant_log::{AppendRequest, EventLog, LogConfig};
+use covenant_log::{EventLog, LogConfig};
 
 #[derive(Debug, Parser)]
 #[command(name = "covenant", version, about = "Covenant: promises kept, trust earned")]
@@ -21,15 +23,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
-    /// Record demo customer journeys into the log and show what was stored.
-    Up {
-        /// Data directory (the log lives in <data>/log).
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
-        /// Customers to create.
-        #[arg(long, default_value_t = 5)]
-        customers: u32,
-    },
+    /// Run the system (ledger, standing, watchdog; a managed nats-server when NATS_URL is unset)
+    /// until Ctrl-C.
+    Up(up::UpArgs),
+    /// Record realistic customer journeys through the ledger's gRPC API and show their standing.
+    Demo(demo::DemoArgs),
+    /// Send realistic customer journeys at a set rate from many concurrent clients and report the
+    /// achieved rate, latency percentiles and event-to-standing visibility.
+    Load(LoadArgs),
     /// Walk every partition's hash chain (read-only, beside a running writer); exit 1 naming the
     /// first bad record.
     Verify {
@@ -46,65 +47,53 @@ enum Commands {
     },
 }
 
+/// Options of `covenant load`.
+#[derive(Debug, Clone, clap::Args)]
+struct LoadArgs {
+    /// The ledger's gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    ledger: String,
+    /// Standing's gRPC endpoint, for visibility latency; `off` to skip.
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    standing: String,
+    /// Commands per second over all clients (0: as fast as possible).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Customers each client walks through their journeys.
+    #[arg(long, default_value_t = 8)]
+    customers_per_client: usize,
+    /// Measure visibility for one command in this many (0: never).
+    #[arg(long, default_value_t = 10)]
+    visibility_every: u64,
+}
+
+async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        anyhow::bail!("--duration must be a positive number of seconds, not {}", args.duration);
+    }
+    let mut config = covenant_load::LoadConfig::new(args.ledger);
+    config.standing = (args.standing != "off").then_some(args.standing);
+    config.rate = args.rate;
+    config.duration = std::time::Duration::from_secs_f64(args.duration);
+    config.clients = args.clients;
+    config.customers_per_client = args.customers_per_client;
+    config.visibility_every = args.visibility_every;
+    let target =
+        if config.rate == 0 { "as fast as possible".to_owned() } else { format!("{}/s", config.rate) };
+    println!("load: {} clients, {target}, for {:.0} s …", config.clients, args.duration);
+    let report = covenant_load::run(&config).await?;
+    println!("{}", report.summary());
+    Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn log_config(data: &std::path::Path) -> LogConfig {
     LogConfig::new(data.join("log"))
-}
-
-async fn up(data: PathBuf, customers: u32) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&data).with_context(|| format!("create data directory {}", data.display()))?;
-    let log = EventLog::open(log_config(&data))
-        .await
-        .with_context(|| format!("open the log in {}", data.display()))?;
-    let now = Timestamp::now();
-    let run = now.unix_millis();
-    println!("Recording {customers} customer journeys into {} …", log.path().display());
-    for index in 0..customers {
-        let customer_id = CustomerId::new(format!("demo-{index}"))?;
-        let promise_id = format!("callback-{run}");
-        let mut commands = Vec::new();
-        if log.read_stream(customer_id.clone(), 1, 1).await?.is_empty() {
-            commands.push(sample::register(&format!("Customer {index}"))?);
-        }
-        commands.push(sample::interaction(&format!("call-{run}"), 80)?);
-        commands.push(sample::promise(&promise_id, now.plus(Span::from_days(1)))?);
-        if index % 2 == 0 {
-            commands.push(sample::keep(&promise_id)?);
-        } else {
-            commands.push(sample::complaint(&format!("late-{run}"))?);
-        }
-        for (step, command) in commands.into_iter().enumerate() {
-            let request = AppendRequest {
-                customer_id: customer_id.clone(),
-                command_id: CommandId::new(format!("demo-{run}-{index}-{step}"))?,
-                expected_version: None,
-                metadata: sample::metadata(now)?,
-                command,
-            };
-            log.append(request).await?;
-        }
-    }
-    println!("\n{:<10} {:>7} {:>9} {:>7}  last event", "customer", "events", "partition", "offset");
-    for index in 0..customers {
-        let customer_id = CustomerId::new(format!("demo-{index}"))?;
-        let stream = log.read_stream(customer_id.clone(), 1, usize::MAX).await?;
-        if let Some(last) = stream.last() {
-            println!(
-                "{:<10} {:>7} {:>9} {:>7}  {}",
-                customer_id.as_str(),
-                stream.len(),
-                last.position.partition,
-                last.position.offset,
-                last.event_type()
-            );
-        }
-    }
-    let exit = print_verification(&log).await?;
-    log.close().await?;
-    Ok(exit)
-}
-
-async fn print_verification(log: &EventLog) -> anyhow::Result<ExitCode> {
-    print_report(log.verify().await?)
 }
 
 fn print_report(report: Vec<covenant_log::PartitionVerification>) -> anyhow::Result<ExitCode> {
@@ -127,7 +116,9 @@ fn print_report(report: Vec<covenant_log::PartitionVerification>) -> anyhow::Res
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Commands::Up { data, customers } => up(data, customers).await,
+        Commands::Up(args) => up::up(args).await,
+        Commands::Demo(args) => demo::demo(args).await,
+        Commands::Load(args) => load(args).await,
         Commands::Verify { data } => {
             if !data.join("log").exists() {
                 anyhow::bail!(

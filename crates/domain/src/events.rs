@@ -431,6 +431,19 @@ impl Event {
         1
     }
 
+    /// The complaint this event is about, if any.
+    pub fn complaint_id(&self) -> Option<&ComplaintId> {
+        match self {
+            Event::ComplaintOpened { complaint_id, .. }
+            | Event::ComplaintResponded { complaint_id, .. }
+            | Event::ComplaintEscalated { complaint_id, .. }
+            | Event::ComplaintResolved { complaint_id, .. }
+            | Event::ComplaintReopened { complaint_id, .. }
+            | Event::SlaBreached { complaint_id, .. } => Some(complaint_id),
+            _ => None,
+        }
+    }
+
     /// The promise this event is about, if any.
     pub fn promise_id(&self) -> Option<&PromiseId> {
         match self {

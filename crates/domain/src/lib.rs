@@ -8,18 +8,22 @@
 //! - [`state`]: a customer's decision state and [`apply`], the fold that builds it.
 //! - [`decide`](mod@decide): the business rules, [`decide()`] command → events or [`DomainError`].
 //! - [`error`]: typed rejections, each with one status class.
+//! - [`deadlines`]: the watchdog's rules: due dates, SLA clocks, deterministic breach commands.
+//! - [`trust`]: the trust standing model (DESIGN §5), a pure function of a customer's history.
 //! - [`sample`]: valid sample commands for tests, benchmarks and demos.
 //!
 //! The log (`covenant-log`) calls [`decide()`] inside its partition writers and persists the
 //! events; everything here is deterministic given its inputs (clocks are passed in).
 
 pub mod commands;
+pub mod deadlines;
 pub mod decide;
 pub mod error;
 pub mod events;
 pub mod ids;
 pub mod sample;
 pub mod state;
+pub mod trust;
 pub mod values;
 
 #[cfg(test)]

@@ -27,6 +27,14 @@ pub(crate) const COLUMN_FAMILIES: [&str; 6] =
 pub(crate) const META_PARTITION_COUNT: &[u8] = b"partition_count";
 pub(crate) const META_FORMAT: &[u8] = b"format";
 
+/// Key of a named consumer cursor in `meta` (e.g. the relay's position in a partition).
+pub(crate) fn cursor_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(7 + name.len());
+    key.extend_from_slice(b"cursor/");
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
 /// Key of the record at `(partition, offset)`.
 pub(crate) fn event_key(partition: u16, offset: u64) -> [u8; 10] {
     let mut key = [0u8; 10];

@@ -370,6 +370,21 @@ impl EventLog {
         })
     }
 
+    /// A named cursor kept in the log's `meta` column family (e.g. `relay/3`, the next offset of
+    /// partition 3 the relay has to publish); `None` when it was never stored.
+    pub async fn cursor(&self, name: &str) -> Result<Option<u64>> {
+        let reader = self.reader();
+        let name = name.to_owned();
+        blocking(move || reader.store.cursor(&name)).await
+    }
+
+    /// Stores a named cursor (see [`EventLog::cursor`]).
+    pub async fn set_cursor(&self, name: &str, value: u64) -> Result<()> {
+        let reader = self.reader();
+        let name = name.to_owned();
+        blocking(move || reader.store.set_cursor(&name, value)).await
+    }
+
     /// Walks every partition's hash chain.
     pub async fn verify(&self) -> Result<Vec<PartitionVerification>> {
         let reader = self.reader();
@@ -496,6 +511,11 @@ impl LogReader {
         max: usize,
     ) -> Result<Vec<RecordedEvent>> {
         self.store.read_stream(customer_id, from_version, max)
+    }
+
+    /// The customer's stream version now (0 when they have no events).
+    pub fn stream_version(&self, customer_id: &CustomerId) -> Result<u64> {
+        Ok(self.store.stream_head(customer_id)?.map_or(0, |head| head.state.version))
     }
 
     /// Up to `max` records of `partition` from `from_offset` on.

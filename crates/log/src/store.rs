@@ -175,6 +175,25 @@ impl Store {
         self.partition_count
     }
 
+    /// A named cursor stored in `meta` (`None` when never stored).
+    pub(crate) fn cursor(&self, name: &str) -> Result<Option<u64>> {
+        let Some(value) = self.db.get_cf(self.cf(CF_META)?, keys::cursor_key(name))? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = value.as_slice().try_into().map_err(|_| LogError::CorruptMetadata {
+            what: format!("cursor {name}"),
+            reason: format!("{} bytes where 8 were expected", value.len()),
+        })?;
+        Ok(Some(u64::from_be_bytes(bytes)))
+    }
+
+    /// Stores a named cursor in `meta` (written through the WAL, not fsynced: a cursor that
+    /// falls back after a crash only repeats work that consumers deduplicate).
+    pub(crate) fn set_cursor(&self, name: &str, value: u64) -> Result<()> {
+        self.db.put_cf(self.cf(CF_META)?, keys::cursor_key(name), value.to_be_bytes())?;
+        Ok(())
+    }
+
     pub(crate) fn check_partition(&self, partition: u16) -> Result<()> {
         if partition >= self.partition_count {
             return Err(LogError::NoSuchPartition { partition, partition_count: self.partition_count });

@@ -368,3 +368,18 @@ async fn a_read_only_reader_works_beside_the_writer_and_sees_the_log_as_opened()
     let missing = covenant_log::LogReader::open_read_only(dir.path().join("nothing-here")).unwrap_err();
     assert!(missing.to_string().contains("no event log at"), "{missing}");
 }
+
+#[tokio::test]
+async fn cursors_are_kept_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    assert_eq!(log.cursor("relay/3").await.unwrap(), None);
+    log.set_cursor("relay/3", 41).await.unwrap();
+    log.set_cursor("relay/3", 42).await.unwrap();
+    log.set_cursor("relay/4", 7).await.unwrap();
+    log.close().await.unwrap();
+    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    assert_eq!(log.cursor("relay/3").await.unwrap(), Some(42));
+    assert_eq!(log.cursor("relay/4").await.unwrap(), Some(7));
+    log.close().await.unwrap();
+}

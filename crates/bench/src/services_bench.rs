@@ -1,0 +1,341 @@
+//! `covenant-bench services`: the running system against raw NATS, in the same run.
+//!
+//! - raw JetStream: async publishes of envelope-sized messages with 256 acks in flight (the
+//!   relay's setting) — the baseline of the relay;
+//! - relay: a log prefilled with `--events` events published to a fresh `COVENANT_EVENTS` from
+//!   offset 0, timed until JetStream acknowledged the last one of every partition;
+//! - gRPC ingest: the ledger (`fsync`) and standing in this process on loopback; `--clients`
+//!   concurrent clients send unary commands of realistic journeys as fast as they can
+//!   (throughput, latency p50/p99); the same clients with `AppendBatch` of 100 commands;
+//! - visibility: journeys at `--visibility-rate` commands/s; for one command in ten the client
+//!   waits (`min_position`) until standing has applied it: reply-to-visible latency p50/p99.
+//!
+//! Each measurement runs `--runs` times; medians are reported.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, ensure};
+use async_nats::jetstream;
+use covenant_bus::{NatsServer, Relay, RelayConfig};
+use covenant_ledger::LedgerConfig;
+use covenant_log::{Durability, EventLog, LogConfig};
+use covenant_proto::convert::{Pii, envelope};
+use covenant_proto::v1;
+use prost::Message as _;
+
+use crate::disk;
+use crate::report::Table;
+use crate::stats::{Measurement, Run, percent, thousands, verdict};
+use crate::workload::Workload;
+
+/// Options of `covenant-bench services`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServicesArgs {
+    /// Events relayed (and raw messages published) per run.
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// Runs of each measurement; the report shows medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Concurrent gRPC clients of the ingest rows.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds of each gRPC load run.
+    #[arg(long, default_value_t = 5.0)]
+    load_secs: f64,
+    /// Commands per second of the visibility rows.
+    #[arg(long, default_value_t = 5000)]
+    visibility_rate: u64,
+    /// Directory for the databases (default: as `covenant-bench log`).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+impl Default for ServicesArgs {
+    fn default() -> Self {
+        Self { events: 100_000, runs: 3, clients: 64, load_secs: 5.0, visibility_rate: 5000, dir: None }
+    }
+}
+
+pub(crate) fn run(args: &ServicesArgs) -> Result<()> {
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(args.load_secs > 0.0 && args.load_secs.is_finite(), "--load-secs must be positive");
+    let bench_dir = disk::choose(args.dir.as_deref())?;
+    eprintln!("benchmark directory: {}", bench_dir.describe());
+    let root = tempfile::Builder::new()
+        .prefix("covenant-bench-services-")
+        .tempdir_in(&bench_dir.path)
+        .context("create a temporary directory")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio")?;
+    runtime.block_on(run_all(args, root.path()))
+}
+
+async fn run_all(args: &ServicesArgs, root: &Path) -> Result<()> {
+    let nats_dir = root.join("nats");
+    let mut nats = tokio::task::spawn_blocking(move || NatsServer::start(&nats_dir)).await??;
+    let result = measure(args, root, &nats.url()).await;
+    tokio::task::spawn_blocking(move || nats.stop()).await.ok();
+    result
+}
+
+async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()> {
+    let client = covenant_bus::stream::connect(nats_url, "covenant-bench", true).await?;
+    let js = covenant_bus::stream::jetstream(client.clone(), 256);
+
+    eprintln!("prefilling a log with {} events for the relay …", args.events);
+    let log =
+        EventLog::open(LogConfig::new(root.join("relay-log")).with_durability(Durability::Buffered)).await?;
+    prefill(&log, args.events).await?;
+    let sample = log.read_partition(0, 0, 1).await?;
+    let message_bytes = sample
+        .first()
+        .map(|event| envelope(event, Pii::Redact).encoded_len())
+        .ok_or_else(|| anyhow!("empty log"))?;
+
+    let mut raw =
+        Measurement::new(format!("raw JetStream publish, {message_bytes}-byte messages, 256 in flight"));
+    let mut relay = Measurement::new("relay: log → COVENANT_EVENTS (all partitions)");
+    for run in 0..args.runs {
+        eprintln!("run {}/{}: raw JetStream, relay", run + 1, args.runs);
+        raw.runs.push(raw_publish(&js, run, args.events, message_bytes).await?);
+        relay.runs.push(relay_run(&log, &js, args.events).await?);
+    }
+    log.close().await?;
+
+    eprintln!("starting ledger (fsync) and standing in this process …");
+    let ledger = covenant_ledger::start(LedgerConfig {
+        data_dir: root.join("ledger"),
+        partitions: None,
+        durability: Durability::Fsync,
+        grpc_addr: "127.0.0.1:0".parse()?,
+        nats_url: nats_url.to_owned(),
+        relay: RelayConfig::default(),
+        metrics_addr: None,
+    })
+    .await?;
+    let mut standing_config = covenant_standing::StandingConfig::new(root.join("standing"), nats_url);
+    standing_config.partitions = ledger.partitions;
+    standing_config.grpc_addr = "127.0.0.1:0".parse()?;
+    let standing = covenant_standing::start(standing_config).await?;
+    let ledger_url = format!("http://{}", ledger.grpc_addr);
+    let standing_url = format!("http://{}", standing.grpc_addr);
+
+    let mut unary = Measurement::new(format!("gRPC unary commands, {} clients, fsync", args.clients));
+    let mut batched =
+        Measurement::new(format!("gRPC AppendBatch (100 per call), {} clients, fsync", args.clients));
+    let mut visible =
+        Measurement::new(format!("{} commands/s: reply → visible in standing", args.visibility_rate));
+    let mut at_rate = Measurement::new(format!("{} commands/s: command latency", args.visibility_rate));
+    for run in 0..args.runs {
+        eprintln!("run {}/{}: gRPC unary, AppendBatch, visibility", run + 1, args.runs);
+        let mut config = covenant_load::LoadConfig::new(ledger_url.clone());
+        config.rate = 0;
+        config.clients = args.clients;
+        config.duration = Duration::from_secs_f64(args.load_secs);
+        config.visibility_every = 0;
+        config.run_id = format!("unary{run}");
+        let report = covenant_load::run(&config).await?;
+        ensure!(report.errors.is_empty(), "unary load had errors: {:?}", report.errors);
+        unary.runs.push(Run::with_latencies(report.ok, report.elapsed, &report.latency));
+
+        batched.runs.push(append_batches(&ledger_url, args.clients, config.duration, run).await?);
+
+        let mut config = covenant_load::LoadConfig::new(ledger_url.clone());
+        config.standing = Some(standing_url.clone());
+        config.rate = args.visibility_rate;
+        config.clients = args.clients;
+        config.duration = Duration::from_secs_f64(args.load_secs);
+        config.visibility_every = 10;
+        config.run_id = format!("visible{run}");
+        let report = covenant_load::run(&config).await?;
+        ensure!(report.errors.is_empty(), "visibility load had errors: {:?}", report.errors);
+        visible.runs.push(Run::with_latencies(report.visibility.len(), report.elapsed, &report.visibility));
+        at_rate.runs.push(Run::with_latencies(report.ok, report.elapsed, &report.latency));
+    }
+    standing.stop().await?;
+    ledger.stop().await?;
+
+    let mut table =
+        Table::new(["measurement", "median /s", "p50 ms", "p99 ms", "vs baseline", "target", "runs /s"]);
+    let row = |table: &mut Table, measurement: &Measurement, baseline: Option<(f64, f64)>, target: &str| {
+        let (p50, p99) = measurement.latency_us().map_or(("".to_owned(), "".to_owned()), |(p50, p99)| {
+            (format!("{:.2}", p50 / 1000.0), format!("{:.2}", p99 / 1000.0))
+        });
+        let versus = baseline.map_or(String::new(), |(whole, goal)| {
+            format!("{} {}", percent(measurement.rate(), whole), verdict(measurement.rate(), whole, goal))
+        });
+        let runs = measurement.rates().iter().map(|rate| thousands(*rate)).collect::<Vec<_>>().join(" / ");
+        table.row([
+            measurement.name.clone(),
+            thousands(measurement.rate()),
+            p50,
+            p99,
+            versus,
+            target.to_owned(),
+            runs,
+        ]);
+    };
+    row(&mut table, &raw, None, "baseline");
+    row(&mut table, &relay, Some((raw.rate(), 0.5)), "≥ 50% of raw");
+    let unary_verdict = if unary.rate() >= 20_000.0 { "PASS" } else { "MISS" };
+    row(&mut table, &unary, None, &format!("≥ 20,000/s: {unary_verdict}"));
+    row(&mut table, &batched, None, "");
+    row(&mut table, &at_rate, None, "");
+    let p99 = visible.latency_us().map_or(f64::INFINITY, |(_, p99)| p99 / 1000.0);
+    let visible_verdict = if p99 < 50.0 { "PASS" } else { "MISS" };
+    row(&mut table, &visible, None, &format!("p99 < 50 ms: {visible_verdict}"));
+    println!("\n## Services (NATS, gRPC, standing)\n");
+    println!("{}", table.render());
+    println!(
+        "Relay {} of raw JetStream; unary ingest {} commands/s (median of {} runs); visibility p99 {:.1} ms at {}/s.",
+        percent(relay.rate(), raw.rate()),
+        thousands(unary.rate()),
+        args.runs,
+        p99,
+        args.visibility_rate
+    );
+    Ok(())
+}
+
+/// `events` interactions over 64 customers, appended by 64 concurrent tasks.
+async fn prefill(log: &EventLog, events: u64) -> Result<()> {
+    let workload = Arc::new(Workload::sized(200)?);
+    let producers = 64usize;
+    let mut tasks = Vec::new();
+    for producer in 0..producers {
+        let (log, workload) = (log.clone(), Arc::clone(&workload));
+        let share = events / producers as u64 + u64::from((producer as u64) < events % producers as u64);
+        tasks.push(tokio::spawn(async move {
+            if share == 0 {
+                return Ok(());
+            }
+            log.append(workload.register(producer, 0)?).await?;
+            for sequence in 1..share {
+                log.append(workload.interaction(producer, 1, sequence)?).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+async fn raw_publish(js: &jetstream::Context, run: usize, messages: u64, bytes: usize) -> Result<Run> {
+    let name = format!("BENCH_RAW_{run}");
+    let subject = format!("bench.raw.{run}");
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{subject}.>")],
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|error| anyhow!("create {name}: {error}"))?;
+    let payload = bytes::Bytes::from(vec![0x5a; bytes]);
+    let started = Instant::now();
+    let mut in_flight = VecDeque::new();
+    for index in 0..messages {
+        let ack = js
+            .publish(format!("{subject}.{}", index % 8), payload.clone())
+            .await
+            .map_err(|error| anyhow!("publish: {error}"))?;
+        in_flight.push_back(ack);
+        if in_flight.len() >= 256
+            && let Some(ack) = in_flight.pop_front()
+        {
+            ack.await.map_err(|error| anyhow!("ack: {error}"))?;
+        }
+    }
+    for ack in in_flight {
+        ack.await.map_err(|error| anyhow!("ack: {error}"))?;
+    }
+    let elapsed = started.elapsed();
+    js.delete_stream(&name).await.map_err(|error| anyhow!("delete {name}: {error}"))?;
+    Ok(Run::new(messages, elapsed))
+}
+
+async fn relay_run(log: &EventLog, js: &jetstream::Context, events: u64) -> Result<Run> {
+    // A fresh stream and cursors at 0: the relay publishes the whole log.
+    let _ = js.delete_stream(covenant_bus::subjects::EVENTS_STREAM).await;
+    for partition in 0..log.partition_count() {
+        log.set_cursor(&covenant_bus::relay::cursor_name(partition), 0).await?;
+    }
+    let ends: Vec<u64> = (0..log.partition_count())
+        .map(|partition| log.reader().partition_end(partition))
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        ends.iter().sum::<u64>() == events,
+        "the log holds {} events, not {events}",
+        ends.iter().sum::<u64>()
+    );
+    let started = Instant::now();
+    let relay = Relay::start(log.clone(), js.clone(), RelayConfig::default()).await?;
+    loop {
+        let done = (0..log.partition_count())
+            .all(|partition| relay.acknowledged(partition).unwrap_or(0) >= ends[usize::from(partition)]);
+        if done {
+            break;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(300), "the relay did not finish within 5 minutes");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    relay.stop();
+    Ok(Run::new(events, elapsed))
+}
+
+/// `clients` tasks sending `AppendBatch` requests of 100 interactions for `duration`.
+async fn append_batches(ledger_url: &str, clients: usize, duration: Duration, run: usize) -> Result<Run> {
+    let channel = tonic::transport::Channel::from_shared(ledger_url.to_owned())?.connect().await?;
+    let started = Instant::now();
+    let until = started + duration;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let mut ledger = v1::ledger_client::LedgerClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = crate::stats::latency_histogram()?;
+            let mut journeys: Vec<covenant_load::Journey> = (0..100)
+                .map(|n| {
+                    covenant_load::Journey::new(
+                        &format!("batch{run}"),
+                        format!("batch{run}-c{client}-{n}"),
+                        n as u64,
+                    )
+                })
+                .collect();
+            let mut events = 0u64;
+            while Instant::now() < until {
+                let commands = journeys
+                    .iter_mut()
+                    .map(|journey| v1::BatchCommand { command: Some(journey.next_command()) })
+                    .collect();
+                let sent = Instant::now();
+                let results =
+                    ledger.append_batch(v1::AppendBatchRequest { commands }).await?.into_inner().results;
+                crate::stats::record_latency(&mut histogram, sent.elapsed());
+                for result in results {
+                    match result.result {
+                        Some(v1::batch_result::Result::Appended(appended)) => {
+                            events += appended.positions.len() as u64
+                        }
+                        other => return Err(anyhow!("a batch item failed: {other:?}")),
+                    }
+                }
+            }
+            Ok((events, histogram))
+        }));
+    }
+    let mut events = 0;
+    let mut histogram = crate::stats::latency_histogram()?;
+    for task in tasks {
+        let (count, latencies) = task.await??;
+        events += count;
+        histogram.add(&latencies).map_err(|error| anyhow!("merge histograms: {error}"))?;
+    }
+    Ok(Run::with_latencies(events, started.elapsed(), &histogram))
+}

@@ -1,0 +1,215 @@
+//! The relay (outbox): publishes every committed log record to JetStream `COVENANT_EVENTS`, in
+//! offset order per partition, as a protobuf `EventEnvelope` without personal data.
+//!
+//! One task per partition follows the log's in-process tail. Publishes are pipelined (up to
+//! `max_in_flight` unacknowledged); acks are awaited in order, and only then does the partition's
+//! cursor (`relay/<partition>` in the log's `meta`, the next offset to publish) move. After a
+//! restart or a NATS outage the relay starts again from the cursor: records published but not yet
+//! acknowledged are published again with the same `Nats-Msg-Id` (the event id), which JetStream
+//! drops as duplicates within its duplicate window; consumers also deduplicate by
+//! partition and offset, so an outage longer than the window cannot make them apply twice.
+//!
+//! The relay also serves `replicated` durability: [`Relay`] implements
+//! [`covenant_log::ReplicationWaiter`], which waits until a partition's acknowledged offset
+//! passes the appended one.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use covenant_domain::RecordedEvent;
+use covenant_log::{EventLog, LogError, ReplicationWaiter};
+use covenant_proto::convert::{self, Pii};
+use prost::Message;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::BusError;
+use crate::stream::ensure_events_stream;
+use crate::subjects::{HEADER_OFFSET, HEADER_PARTITION, event_subject};
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Unacknowledged publishes allowed per partition.
+    pub max_in_flight: usize,
+    /// Longest wait of a `replicated` append for its JetStream ack.
+    pub replication_timeout: Duration,
+    /// First pause before retrying after a NATS error (doubles up to `max_backoff`).
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 256,
+            replication_timeout: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The running relay: one task per partition, and each partition's acknowledged offset.
+#[derive(Debug)]
+pub struct Relay {
+    /// `acked[p]`: every record of partition `p` below this offset is acknowledged by JetStream.
+    acked: Vec<watch::Receiver<u64>>,
+    tasks: Vec<JoinHandle<()>>,
+    replication_timeout: Duration,
+}
+
+/// The name of a partition's relay cursor in the log's `meta`.
+pub fn cursor_name(partition: u16) -> String {
+    format!("relay/{partition}")
+}
+
+impl Relay {
+    /// Starts relaying every partition of `log` from its stored cursor.
+    pub async fn start(
+        log: EventLog,
+        js: async_nats::jetstream::Context,
+        config: RelayConfig,
+    ) -> Result<Self, BusError> {
+        let mut acked = Vec::new();
+        let mut tasks = Vec::new();
+        for partition in 0..log.partition_count() {
+            let from = log.cursor(&cursor_name(partition)).await?.unwrap_or(0);
+            let (sender, receiver) = watch::channel(from);
+            acked.push(receiver);
+            let relay = PartitionRelay {
+                log: log.clone(),
+                js: js.clone(),
+                partition,
+                acked: sender,
+                config: config.clone(),
+            };
+            tasks.push(tokio::spawn(relay.run()));
+        }
+        Ok(Self { acked, tasks, replication_timeout: config.replication_timeout })
+    }
+
+    /// Every record of `partition` below the returned offset is acknowledged by JetStream.
+    pub fn acknowledged(&self, partition: u16) -> Option<u64> {
+        self.acked.get(usize::from(partition)).map(|acked| *acked.borrow())
+    }
+
+    /// Stops the relay tasks (the cursors stay where the last acknowledged batch put them).
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl ReplicationWaiter for Relay {
+    fn wait_replicated(
+        &self,
+        partition: u16,
+        last_offset: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        let acked = self.acked.get(usize::from(partition)).cloned();
+        let timeout = self.replication_timeout;
+        Box::pin(async move {
+            let mut acked = acked.ok_or_else(|| format!("partition {partition} is not relayed"))?;
+            match tokio::time::timeout(timeout, acked.wait_for(|acked| *acked > last_offset)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err("the relay stopped".to_owned()),
+                Err(_) => Err(format!(
+                    "JetStream did not acknowledge partition {partition} offset {last_offset} within {timeout:?} (is NATS up?)"
+                )),
+            }
+        })
+    }
+}
+
+/// One partition's relay loop.
+struct PartitionRelay {
+    log: EventLog,
+    js: async_nats::jetstream::Context,
+    partition: u16,
+    acked: watch::Sender<u64>,
+    config: RelayConfig,
+}
+
+impl PartitionRelay {
+    async fn run(self) {
+        let mut backoff = self.config.min_backoff;
+        loop {
+            // (Re)declare the stream first: NATS may have been down or restarted empty.
+            if let Err(error) = ensure_events_stream(&self.js).await {
+                tracing::warn!(partition = self.partition, %error, "relay waiting for NATS");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(self.config.max_backoff);
+                continue;
+            }
+            let from = *self.acked.borrow();
+            match self.relay_from(from).await {
+                Ok(()) | Err(BusError::Log(LogError::Closed)) => return,
+                Err(error) => {
+                    tracing::warn!(partition = self.partition, %error, ?backoff, "relay interrupted; resuming from the last acknowledged offset");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// Publishes from `from` on until the log closes or NATS fails.
+    async fn relay_from(&self, from: u64) -> Result<(), BusError> {
+        let mut tail = self.log.tail(self.partition, from)?;
+        let mut in_flight: VecDeque<(u64, PublishAckFuture)> =
+            VecDeque::with_capacity(self.config.max_in_flight);
+        loop {
+            let batch = tail.next_batch().await?;
+            let mut last = None;
+            for event in &batch {
+                if in_flight.len() >= self.config.max_in_flight
+                    && let Some((offset, ack)) = in_flight.pop_front()
+                {
+                    ack.await.map_err(|error| BusError::jetstream("publish ack", error))?;
+                    self.acked.send_replace(offset + 1);
+                }
+                in_flight.push_back((event.position.offset, self.publish(event).await?));
+                last = Some(event.position.offset);
+            }
+            while let Some((offset, ack)) = in_flight.pop_front() {
+                ack.await.map_err(|error| BusError::jetstream("publish ack", error))?;
+                self.acked.send_replace(offset + 1);
+            }
+            if let Some(last) = last {
+                self.log.set_cursor(&cursor_name(self.partition), last + 1).await?;
+                tracing::trace!(partition = self.partition, next = last + 1, "relayed");
+            }
+        }
+    }
+
+    async fn publish(&self, event: &RecordedEvent) -> Result<PublishAckFuture, BusError> {
+        let envelope = convert::envelope(event, Pii::Redact);
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_PARTITION, event.position.partition.to_string().as_str());
+        headers.insert(HEADER_OFFSET, event.position.offset.to_string().as_str());
+        let message = PublishMessage::build()
+            .payload(envelope.encode_to_vec().into())
+            .headers(headers)
+            .message_id(event.event_id.to_string());
+        self.js
+            .send_publish(event_subject(event.position.partition, event.event_type()), message)
+            .await
+            .map_err(|error| BusError::jetstream("publish", error))
+    }
+}
+
+/// Shared so services can hand the same relay to the log as its replication waiter.
+pub type SharedRelay = Arc<Relay>;

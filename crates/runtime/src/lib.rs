@@ -1,0 +1,130 @@
+//! What every Covenant service process shares: logging set-up, stop signals, the Prometheus
+//! exporter, `--metrics-addr` parsing, and serving a gRPC router with a bounded, graceful stop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// How long in-flight gRPC calls may take to finish once a stop is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Safe to call more than once.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Installs the process-wide Prometheus recorder and its HTTP listener (`/metrics`). A process
+/// has at most one; later calls (several services in one process) are no-ops.
+pub fn install_exporter(addr: SocketAddr) -> anyhow::Result<()> {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().map_err(|_| anyhow::anyhow!("metrics exporter lock poisoned"))?;
+    if *installed {
+        return Ok(());
+    }
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0])?
+        .install()
+        .with_context(|| format!("serve metrics on {addr}"))?;
+    *installed = true;
+    tracing::info!(%addr, "metrics on http://{addr}/metrics");
+    Ok(())
+}
+
+/// `--metrics-addr`: an address, or `off` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+/// Parses `--metrics-addr` (for clap's `value_parser`).
+pub fn parse_metrics_addr(value: &str) -> Result<MetricsAddr, String> {
+    match value {
+        "off" => Ok(MetricsAddr(None)),
+        addr => addr
+            .parse()
+            .map(|addr| MetricsAddr(Some(addr)))
+            .map_err(|error| format!("{addr:?} is not an address like 127.0.0.1:9464 (or off): {error}")),
+    }
+}
+
+/// Binds `addr` (port 0: a free port) for a gRPC server.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
+/// Serves `router` on `listener` until `stop` turns true; in-flight calls then get
+/// [`SHUTDOWN_GRACE`], after which idle client connections are closed so they cannot hold the stop.
+pub fn spawn_grpc(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    let mut stop_signal = stop.clone();
+    tokio::spawn(async move {
+        let mut stopped = stop;
+        let mut serve =
+            tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }));
+        let served = tokio::select! {
+            served = &mut serve => served,
+            () = async { let _ = stop_signal.wait_for(|stop| *stop).await; } => {
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::info!(grace = ?SHUTDOWN_GRACE, "closing the remaining gRPC connections");
+                        serve.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        served
+            .map_err(|error| anyhow::anyhow!("the gRPC server task failed: {error}"))
+            .and_then(|served| served.context("serve gRPC"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_addr_is_an_address_or_off() {
+        assert_eq!(parse_metrics_addr("off"), Ok(MetricsAddr(None)));
+        assert_eq!(
+            parse_metrics_addr("127.0.0.1:9464"),
+            Ok(MetricsAddr(Some(SocketAddr::from(([127, 0, 0, 1], 9464)))))
+        );
+        assert!(parse_metrics_addr("nine").is_err_and(|error| error.contains("\"nine\"")));
+    }
+}

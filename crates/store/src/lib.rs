@@ -1,0 +1,286 @@
+//! A service's own RocksDB (standing's projections, the watchdog's deadlines): named column
+//! families, values encoded as `[format u8][postcard]`, and the per-partition checkpoint of the
+//! service's event consumer, which goes in the **same** `WriteBatch` as the effects of the events
+//! it covers. After a crash the store therefore holds either a batch's effects and its checkpoint
+//! or neither, and the consumer resumes exactly where the effects end.
+//!
+//! Writes go to RocksDB's WAL without fsync: a killed process loses nothing the WAL holds, and a
+//! machine crash can only take the store back to an earlier consistent point, which the consumer
+//! re-applies from the stream (the event log stays the system of record).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The column family every store has: checkpoints and settings.
+pub const META: &str = "meta";
+/// The first byte of every stored value.
+const FORMAT: u8 = 1;
+/// The meta key holding the partition count the store was created for.
+const PARTITIONS_KEY: &[u8] = b"partitions";
+
+/// What can go wrong with a service store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB at {path}: {source}")]
+    Open { path: PathBuf, source: rocksdb::Error },
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("the store has no column family `{0}`")]
+    NoColumnFamily(String),
+    #[error("stored value in `{family}` is corrupt: {reason}")]
+    Corrupt { family: String, reason: String },
+    #[error("the store at {path} was created for {stored} partitions, not {asked}")]
+    PartitionMismatch { path: PathBuf, stored: u16, asked: u16 },
+    #[error("encode a value: {0}")]
+    Encode(postcard::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An open store (cheap to clone).
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating when missing) the store at `path` with `families` besides [`META`], for a
+    /// stream of `partitions` partitions (a store created for another count is refused).
+    pub fn open(path: &Path, families: &[&str], partitions: u16) -> Result<Self> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(DBCompressionType::Lz4);
+        options.set_max_background_jobs(2);
+        options.set_keep_log_file_num(4);
+        let descriptors = std::iter::once(META)
+            .chain(families.iter().copied())
+            .map(|name| {
+                let mut family = Options::default();
+                family.set_compression_type(DBCompressionType::Lz4);
+                ColumnFamilyDescriptor::new(name, family)
+            })
+            .collect::<Vec<_>>();
+        let db = DB::open_cf_descriptors(&options, path, descriptors)
+            .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let store = Self { db: Arc::new(db), path: path.to_owned() };
+        match store.get_raw(META, PARTITIONS_KEY)? {
+            Some(bytes) => {
+                let stored = <[u8; 2]>::try_from(bytes.as_slice()).map(u16::from_be_bytes).map_err(|_| {
+                    StoreError::Corrupt {
+                        family: META.into(),
+                        reason: "partition count is not 2 bytes".into(),
+                    }
+                })?;
+                if stored != partitions {
+                    return Err(StoreError::PartitionMismatch {
+                        path: path.to_owned(),
+                        stored,
+                        asked: partitions,
+                    });
+                }
+            }
+            None => {
+                let family = store.family(META)?;
+                store.db.put_cf(family, PARTITIONS_KEY, partitions.to_be_bytes())?;
+            }
+        }
+        tracing::debug!(path = %path.display(), "store open");
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn family(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| StoreError::NoColumnFamily(name.to_owned()))
+    }
+
+    /// The next offset of `partition` the consumer needs (0 when nothing was applied).
+    pub fn checkpoint(&self, partition: u16) -> Result<u64> {
+        match self.get_raw(META, &checkpoint_key(partition))? {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice()).map(u64::from_be_bytes).map_err(|_| {
+                StoreError::Corrupt {
+                    family: META.into(),
+                    reason: format!("checkpoint of partition {partition}"),
+                }
+            }),
+        }
+    }
+
+    /// The raw bytes under `key`.
+    pub fn get_raw(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let handle = self.family(family)?;
+        Ok(self.db.get_cf(handle, key)?)
+    }
+
+    /// The value under `key`, decoded.
+    pub fn get<T: DeserializeOwned>(&self, family: &str, key: &[u8]) -> Result<Option<T>> {
+        self.get_raw(family, key)?.map(|bytes| decode(family, &bytes)).transpose()
+    }
+
+    /// Up to `limit` entries of `family` whose key starts with `prefix`, from `start` (inclusive;
+    /// must itself start with `prefix`) on, decoded.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        family: &str,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>> {
+        let mut entries = Vec::new();
+        self.visit(family, prefix, start, |key, value| {
+            entries.push((key.to_vec(), decode(family, value)?));
+            Ok(entries.len() < limit)
+        })?;
+        Ok(entries)
+    }
+
+    /// Calls `visit(key, raw value)` for each entry of `family` with key prefix `prefix`, from
+    /// `start` on, while it returns `Ok(true)`.
+    pub fn visit(
+        &self,
+        family: &str,
+        prefix: &[u8],
+        start: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let handle = self.family(family)?;
+        let from = if start < prefix { prefix } else { start };
+        for entry in self.db.iterator_cf(handle, IteratorMode::From(from, Direction::Forward)) {
+            let (key, value) = entry?;
+            if !key.starts_with(prefix) || !visit(&key, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new batch of writes.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch { store: self, batch: WriteBatch::default() }
+    }
+}
+
+/// Writes that land together or not at all.
+pub struct Batch<'a> {
+    store: &'a Store,
+    batch: WriteBatch,
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("writes", &self.batch.len()).finish()
+    }
+}
+
+impl Batch<'_> {
+    pub fn put<T: Serialize>(&mut self, family: &str, key: &[u8], value: &T) -> Result<()> {
+        let bytes = encode(value)?;
+        self.put_raw(family, key, &bytes)
+    }
+
+    pub fn put_raw(&mut self, family: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let handle = self.store.family(family)?;
+        self.batch.put_cf(handle, key, value);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, family: &str, key: &[u8]) -> Result<()> {
+        let handle = self.store.family(family)?;
+        self.batch.delete_cf(handle, key);
+        Ok(())
+    }
+
+    /// Moves `partition`'s checkpoint to `next_offset` with the rest of the batch.
+    pub fn set_checkpoint(&mut self, partition: u16, next_offset: u64) -> Result<()> {
+        self.put_raw(META, &checkpoint_key(partition), &next_offset.to_be_bytes())
+    }
+
+    /// Writes the batch atomically (to the WAL, without fsync).
+    pub fn commit(self) -> Result<()> {
+        self.store.db.write(self.batch)?;
+        Ok(())
+    }
+}
+
+fn checkpoint_key(partition: u16) -> Vec<u8> {
+    let mut key = b"checkpoint/".to_vec();
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// `[format][postcard]`.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut bytes = vec![FORMAT];
+    postcard::to_io(value, &mut bytes).map_err(StoreError::Encode)?;
+    Ok(bytes)
+}
+
+/// The inverse of [`encode`]; `family` names where the bytes came from in the error.
+pub fn decode<T: DeserializeOwned>(family: &str, bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&FORMAT, body)) => postcard::from_bytes(body)
+            .map_err(|error| StoreError::Corrupt { family: family.to_owned(), reason: error.to_string() }),
+        Some((format, _)) => Err(StoreError::Corrupt {
+            family: family.to_owned(),
+            reason: format!("unknown value format {format}"),
+        }),
+        None => Err(StoreError::Corrupt { family: family.to_owned(), reason: "empty value".into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_lands_with_its_checkpoint_and_survives_reopen() -> Result<()> {
+        let dir = tempfile::tempdir()
+            .map_err(|error| StoreError::Corrupt { family: "test".into(), reason: error.to_string() })?;
+        {
+            let store = Store::open(dir.path(), &["things"], 4)?;
+            assert_eq!(store.checkpoint(2)?, 0);
+            let mut batch = store.batch();
+            batch.put("things", b"a/1", &("one".to_owned(), 1u32))?;
+            batch.put("things", b"a/2", &("two".to_owned(), 2u32))?;
+            batch.put("things", b"b/1", &("other".to_owned(), 3u32))?;
+            batch.set_checkpoint(2, 17)?;
+            batch.commit()?;
+        }
+        let store = Store::open(dir.path(), &["things"], 4)?;
+        assert_eq!(store.checkpoint(2)?, 17);
+        assert_eq!(store.checkpoint(1)?, 0);
+        let a: Vec<(Vec<u8>, (String, u32))> = store.scan("things", b"a/", b"", 10)?;
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].1, ("two".to_owned(), 2));
+        let from_second: Vec<(Vec<u8>, (String, u32))> = store.scan("things", b"a/", b"a/2", 10)?;
+        assert_eq!(from_second.len(), 1);
+        drop(store);
+        assert!(matches!(
+            Store::open(dir.path(), &["things"], 8),
+            Err(StoreError::PartitionMismatch { stored: 4, .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn corrupt_values_are_errors() {
+        assert!(matches!(decode::<u32>("x", &[]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(decode::<u32>("x", &[9, 1]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(decode::<String>("x", &[1, 200]), Err(StoreError::Corrupt { .. })));
+    }
+}

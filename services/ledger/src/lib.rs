@@ -1,0 +1,134 @@
+//! The ledger service: the only writer of the event log. It serves gRPC `Ledger` (commands) and
+//! `EventLog` (reads), answers commands and log reads from other services over NATS, and relays
+//! every committed record to JetStream `COVENANT_EVENTS`.
+//!
+//! The log is the system of record: while NATS is down the ledger keeps accepting commands
+//! (`fsync` and `buffered` durability) and the relay catches up when NATS returns; in
+//! `replicated` durability a command is answered only after JetStream acknowledged its events.
+
+pub mod cli;
+pub mod eventlog_api;
+pub mod ledger_api;
+pub mod nats_api;
+pub mod status;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use covenant_bus::stream::{connect, jetstream};
+use covenant_bus::{Relay, RelayConfig};
+use covenant_log::{Durability, EventLog, LogConfig};
+use covenant_proto::v1::event_log_server::EventLogServer;
+use covenant_proto::v1::ledger_server::LedgerServer;
+
+pub use eventlog_api::EventLogApi;
+pub use ledger_api::LedgerApi;
+
+/// How a ledger runs.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Directory of the event log (RocksDB).
+    pub data_dir: PathBuf,
+    /// Partitions of a new log (an existing log keeps its own count; a different one is an error).
+    pub partitions: Option<u16>,
+    pub durability: Durability,
+    /// gRPC listen address (port 0 picks a free port; the bound address is logged).
+    pub grpc_addr: SocketAddr,
+    pub nats_url: String,
+    pub relay: RelayConfig,
+    /// Where to serve Prometheus metrics (`/metrics`); `None`: not served.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A started ledger: where it listens, and how to stop it.
+#[derive(Debug)]
+pub struct RunningLedger {
+    pub grpc_addr: SocketAddr,
+    /// Partitions of the log.
+    pub partitions: u16,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningLedger {
+    /// Stops serving, stops the relay, and closes the log.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.server.await.context("the ledger task")?
+    }
+
+    /// Waits until the ledger stops by itself (a fatal error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.server).await.context("the ledger task")?
+    }
+}
+
+/// Opens the log, connects to NATS (without waiting for it), starts the relay and the NATS
+/// responders, and serves gRPC until [`RunningLedger::stop`].
+pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
+    let mut log_config = LogConfig::new(&config.data_dir).with_durability(config.durability);
+    if let Some(partitions) = config.partitions {
+        log_config = log_config.with_partitions(partitions);
+    }
+    let log = EventLog::open(log_config)
+        .await
+        .with_context(|| format!("open the event log in {}", config.data_dir.display()))?;
+    let partitions = log.partition_count();
+    let client = connect(&config.nats_url, "covenant-ledger", false).await?;
+    let js = jetstream(client.clone(), config.relay.max_in_flight);
+    let relay = Arc::new(Relay::start(log.clone(), js, config.relay.clone()).await?);
+    log.attach_replication(Arc::clone(&relay) as Arc<dyn covenant_log::ReplicationWaiter>);
+
+    if let Some(addr) = config.metrics_addr {
+        covenant_runtime::install_exporter(addr)?;
+    }
+    let lag_task = telemetry::spawn_relay_lag(log.clone(), Arc::clone(&relay));
+    let ledger = LedgerApi::new(log.clone());
+    let counters = Arc::new(nats_api::NatsCounters::default());
+    let nats_tasks = nats_api::serve(client.clone(), ledger.clone(), log.clone(), counters).await?;
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<LedgerServer<LedgerApi>>().await;
+    health_reporter.set_serving::<EventLogServer<EventLogApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(covenant_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("build gRPC reflection")?;
+
+    let (listener, grpc_addr) = covenant_runtime::bind(config.grpc_addr).await?;
+    tracing::info!(%grpc_addr, nats = %config.nats_url, durability = ?config.durability, "ledger listening");
+
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(LedgerServer::new(ledger))
+        .add_service(EventLogServer::new(EventLogApi::new(log.clone())));
+    let grpc = covenant_runtime::spawn_grpc(router, listener, stopped);
+    let server = tokio::spawn(async move {
+        let served = grpc
+            .await
+            .map_err(|error| anyhow::anyhow!("the gRPC server task failed: {error}"))
+            .and_then(|served| served);
+        tracing::debug!("gRPC stopped; stopping the NATS responders and the relay");
+        for task in nats_tasks {
+            task.abort();
+        }
+        lag_task.abort();
+        relay.stop();
+        drop(relay);
+        if tokio::time::timeout(Duration::from_secs(2), client.drain()).await.is_err() {
+            tracing::warn!("NATS did not drain within 2 s");
+        }
+        tracing::debug!("closing the event log");
+        log.close().await.context("close the event log")?;
+        tracing::info!("ledger stopped");
+        served
+    });
+    Ok(RunningLedger { grpc_addr, partitions, shutdown, server })
+}

@@ -1,0 +1,417 @@
+//! gRPC `Standing`: queries over the projections, with read-your-writes (`min_position`).
+//!
+//! Store reads run on the blocking pool. Trust is computed by the pure model of
+//! `covenant_domain::trust` from the customer's stored history at the asked instant, so the live
+//! answer and a replay of the log always agree.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use covenant_bus::Consumer;
+use covenant_bus::consumer::WaitError;
+use covenant_domain::Timestamp;
+use covenant_domain::ids::CustomerId;
+use covenant_domain::trust::{HistoryEvent, TrustBand, TrustParams, trust};
+use covenant_proto::convert::enums::{
+    break_detection_to_wire, channel_to_wire, complaint_category_to_wire, priority_to_wire,
+    promise_kind_to_wire, severity_to_wire, sla_target_to_wire,
+};
+use covenant_proto::convert::{Pii, envelope, span_to_wire, timestamp_from_wire, timestamp_to_wire};
+use covenant_proto::v1::{self, standing_server};
+use covenant_store::StoreError;
+use tonic::{Code, Request, Response, Status};
+
+use crate::store::{Page, PromiseFilter, StandingStore};
+use crate::views::{ComplaintRecord, PromiseRecord, PromiseStatus};
+
+/// How long a query waits for `min_position` when the request does not say.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
+/// The longest wait a request may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Page sizes of the lists.
+pub const DEFAULT_PAGE: u32 = 100;
+pub const MAX_PAGE: u32 = 1000;
+
+/// The `Standing` service.
+#[derive(Debug, Clone)]
+pub struct StandingApi {
+    store: StandingStore,
+    consumer: Arc<Consumer>,
+    trust_params: TrustParams,
+}
+
+impl StandingApi {
+    pub fn new(store: StandingStore, consumer: Arc<Consumer>, trust_params: TrustParams) -> Self {
+        Self { store, consumer, trust_params }
+    }
+
+    /// Waits until every position of `consistency` is applied.
+    async fn consistent(&self, consistency: Option<&v1::ReadConsistency>) -> Result<(), Status> {
+        let Some(consistency) = consistency else { return Ok(()) };
+        let wait = match consistency.wait_ms {
+            0 => DEFAULT_WAIT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if wait > MAX_WAIT {
+            return Err(Status::invalid_argument(format!(
+                "consistency.wait_ms: {} ms is more than the longest wait, {} ms",
+                wait.as_millis(),
+                MAX_WAIT.as_millis()
+            )));
+        }
+        let deadline = Instant::now() + wait;
+        for position in &consistency.min_position {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.consumer.wait_applied(position.partition, position.offset, left).await.map_err(|error| match error {
+                WaitError::NoSuchPartition { .. } => Status::invalid_argument(format!("consistency.min_position: {error}")),
+                WaitError::Lagging { partition, wanted, reached, .. } => Status::unavailable(format!(
+                    "standing has not yet applied partition {partition} offset {wanted}: it is at offset {reached} ({} events behind) after waiting {} ms; retry later",
+                    wanted + 1 - reached,
+                    wait.as_millis()
+                )),
+                WaitError::Stopped(_) => Status::unavailable(error.to_string()),
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(StandingStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || read(store))
+            .await
+            .map_err(|error| Status::internal(format!("the store read task failed: {error}")))?
+            .map_err(|error| store_status(&error))
+    }
+}
+
+/// The gRPC status of a store error.
+pub fn store_status(error: &StoreError) -> Status {
+    let code = match error {
+        StoreError::Corrupt { .. } => Code::DataLoss,
+        StoreError::PartitionMismatch { .. } => Code::FailedPrecondition,
+        _ => Code::Unavailable,
+    };
+    tracing::error!(%error, "store error answering a request");
+    Status::new(code, error.to_string())
+}
+
+fn customer_id(field: &str, value: &str) -> Result<CustomerId, Status> {
+    CustomerId::new(value).map_err(|error| Status::invalid_argument(format!("{field}: {error}")))
+}
+
+fn optional_customer(value: &str) -> Result<Option<CustomerId>, Status> {
+    if value.is_empty() { Ok(None) } else { customer_id("customer_id", value).map(Some) }
+}
+
+fn page_size(field: &str, requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE as usize),
+        size if size <= MAX_PAGE => Ok(size as usize),
+        size => Err(Status::invalid_argument(format!(
+            "{field}: {size} is more than the largest page, {MAX_PAGE}"
+        ))),
+    }
+}
+
+fn page_token(token: &str) -> Result<Option<Vec<u8>>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Status::invalid_argument("page_token: not a token this service gave out");
+    if !token.len().is_multiple_of(2) {
+        return Err(invalid());
+    }
+    (0..token.len())
+        .step_by(2)
+        .map(|index| {
+            token.get(index..index + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()).ok_or_else(invalid)
+        })
+        .collect::<Result<Vec<u8>, Status>>()
+        .map(Some)
+}
+
+fn next_token(next: Option<Vec<u8>>) -> String {
+    next.map(|key| key.iter().map(|byte| format!("{byte:02x}")).collect()).unwrap_or_default()
+}
+
+fn optional_timestamp(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+) -> Result<Option<Timestamp>, Status> {
+    value
+        .map(|value| timestamp_from_wire(field, value))
+        .transpose()
+        .map_err(|error| Status::invalid_argument(error.to_string()))
+}
+
+fn band_to_wire(band: TrustBand) -> i32 {
+    (match band {
+        TrustBand::Unproven => v1::TrustBand::Unproven,
+        TrustBand::Broken => v1::TrustBand::Broken,
+        TrustBand::Strained => v1::TrustBand::Strained,
+        TrustBand::Stable => v1::TrustBand::Stable,
+        TrustBand::Trusted => v1::TrustBand::Trusted,
+    }) as i32
+}
+
+fn status_to_wire(status: PromiseStatus) -> i32 {
+    (match status {
+        PromiseStatus::Open => v1::PromiseStatus::Open,
+        PromiseStatus::Kept => v1::PromiseStatus::Kept,
+        PromiseStatus::PartiallyKept => v1::PromiseStatus::PartiallyKept,
+        PromiseStatus::Broken => v1::PromiseStatus::Broken,
+        PromiseStatus::Cancelled => v1::PromiseStatus::Cancelled,
+    }) as i32
+}
+
+fn status_from_wire(value: i32) -> Result<PromiseStatus, Status> {
+    match v1::PromiseStatus::try_from(value) {
+        Ok(v1::PromiseStatus::Open) => Ok(PromiseStatus::Open),
+        Ok(v1::PromiseStatus::Kept) => Ok(PromiseStatus::Kept),
+        Ok(v1::PromiseStatus::PartiallyKept) => Ok(PromiseStatus::PartiallyKept),
+        Ok(v1::PromiseStatus::Broken) => Ok(PromiseStatus::Broken),
+        Ok(v1::PromiseStatus::Cancelled) => Ok(PromiseStatus::Cancelled),
+        _ => Err(Status::invalid_argument(format!("statuses: {value} is not a promise status"))),
+    }
+}
+
+fn promise_to_wire(promise: &PromiseRecord, now: Timestamp) -> v1::PromiseView {
+    v1::PromiseView {
+        customer_id: promise.customer_id.to_string(),
+        promise_id: promise.promise_id.to_string(),
+        kind: promise_kind_to_wire(promise.kind),
+        status: status_to_wire(promise.status),
+        made_by: promise.made_by.to_string(),
+        team: promise.team.as_ref().map(ToString::to_string).unwrap_or_default(),
+        made_at: Some(timestamp_to_wire(promise.made_at)),
+        due_at: Some(timestamp_to_wire(promise.due_at)),
+        grace: Some(span_to_wire(promise.grace)),
+        overdue: promise.overdue(now),
+        renegotiations: promise.renegotiations,
+        settled_at: promise.settled_at.map(timestamp_to_wire),
+        detection: promise.detection.map(break_detection_to_wire).unwrap_or_default(),
+    }
+}
+
+fn complaint_to_wire(complaint: &ComplaintRecord) -> v1::ComplaintView {
+    v1::ComplaintView {
+        customer_id: complaint.customer_id.to_string(),
+        complaint_id: complaint.complaint_id.to_string(),
+        category: complaint_category_to_wire(complaint.category),
+        severity: severity_to_wire(complaint.severity),
+        priority: priority_to_wire(complaint.priority),
+        channel: channel_to_wire(complaint.channel),
+        opened_at: Some(timestamp_to_wire(complaint.opened_at)),
+        first_reply_at: complaint.first_reply_at.map(timestamp_to_wire),
+        escalations: complaint.escalations,
+        reopens: complaint.reopens,
+        sla: complaint
+            .clocks
+            .iter()
+            .map(|clock| v1::SlaClock {
+                target: sla_target_to_wire(clock.target),
+                due_at: Some(timestamp_to_wire(clock.due_at)),
+                stopped_at: clock.stopped_at.map(timestamp_to_wire),
+                breached: clock.breached,
+            })
+            .collect(),
+    }
+}
+
+fn observe<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
+    metrics::counter!("covenant_requests_total", "service" => "standing", "method" => method).increment(1);
+    if let Err(status) = &result {
+        let code = format!("{:?}", status.code());
+        metrics::counter!("covenant_request_errors_total", "service" => "standing", "method" => method, "code" => code)
+            .increment(1);
+    }
+    result
+}
+
+impl StandingApi {
+    async fn get_trust(&self, request: v1::GetTrustRequest) -> Result<v1::TrustStanding, Status> {
+        let customer = customer_id("customer_id", &request.customer_id)?;
+        let as_of = optional_timestamp("as_of", request.as_of.as_ref())?.unwrap_or_else(Timestamp::now);
+        self.consistent(request.consistency.as_ref()).await?;
+        let params = self.trust_params;
+        let wanted = customer.clone();
+        let (history, standing) = self
+            .read(move |store| {
+                let history = store.history(&wanted)?;
+                let standing = trust(
+                    history.iter().map(|event| HistoryEvent {
+                        event_id: event.event_id,
+                        occurred_at: event.metadata.occurred_at,
+                        event: &event.event,
+                    }),
+                    as_of,
+                    &params,
+                );
+                Ok((history, standing))
+            })
+            .await?;
+        let Some(last) = history.last() else {
+            return Err(Status::not_found(format!("customer {customer} has no events (yet)")));
+        };
+        Ok(v1::TrustStanding {
+            customer_id: customer.to_string(),
+            model_version: standing.model_version.to_owned(),
+            as_of: Some(timestamp_to_wire(standing.as_of)),
+            score: u32::from(standing.score),
+            uncertainty: standing.uncertainty,
+            band: band_to_wire(standing.band),
+            positive_evidence: standing.positive,
+            negative_evidence: standing.negative,
+            contributors: standing
+                .contributors
+                .iter()
+                .map(|contribution| v1::TrustContributor {
+                    event_id: contribution.event_id.to_string(),
+                    event_type: contribution.event_type.to_owned(),
+                    occurred_at: Some(timestamp_to_wire(contribution.occurred_at)),
+                    positive: contribution.positive,
+                    negative: contribution.negative,
+                })
+                .collect(),
+            stream_version: last.stream_version,
+        })
+    }
+
+    async fn get_timeline(&self, request: v1::GetTimelineRequest) -> Result<v1::GetTimelineResponse, Status> {
+        let customer = customer_id("customer_id", &request.customer_id)?;
+        let max = page_size("max_events", request.max_events)?;
+        self.consistent(request.consistency.as_ref()).await?;
+        let from = request.from_version.max(1);
+        let (events, record) = self
+            .read(move |store| Ok((store.timeline(&customer, from, max + 1)?, store.customer(&customer)?)))
+            .await?;
+        let next_version = if events.len() > max { events[max].stream_version } else { 0 };
+        let record = record.unwrap_or_default();
+        Ok(v1::GetTimelineResponse {
+            events: events.iter().take(max).map(|event| envelope(event, Pii::Redact)).collect(),
+            next_version,
+            stream_version: record.stream_version,
+            events_applied: record.events_applied,
+        })
+    }
+
+    async fn list_promises(
+        &self,
+        request: v1::ListPromisesRequest,
+    ) -> Result<v1::ListPromisesResponse, Status> {
+        let filter = PromiseFilter {
+            customer_id: optional_customer(&request.customer_id)?,
+            statuses: request
+                .statuses
+                .iter()
+                .map(|status| status_from_wire(*status))
+                .collect::<Result<_, _>>()?,
+            overdue_only: request.overdue_only,
+            made_by: Some(request.made_by).filter(|made_by| !made_by.is_empty()),
+            team: Some(request.team).filter(|team| !team.is_empty()),
+            due_from: optional_timestamp("due_from", request.due_from.as_ref())?,
+            due_to: optional_timestamp("due_to", request.due_to.as_ref())?,
+        };
+        let size = page_size("page_size", request.page_size)?;
+        let after = page_token(&request.page_token)?;
+        self.consistent(request.consistency.as_ref()).await?;
+        let now = Timestamp::now();
+        let page: Page<PromiseRecord> =
+            self.read(move |store| store.promises(&filter, after.as_deref(), size, now)).await?;
+        Ok(v1::ListPromisesResponse {
+            promises: page.items.iter().map(|promise| promise_to_wire(promise, now)).collect(),
+            next_page_token: next_token(page.next),
+        })
+    }
+
+    async fn list_open_complaints(
+        &self,
+        request: v1::ListOpenComplaintsRequest,
+    ) -> Result<v1::ListOpenComplaintsResponse, Status> {
+        let customer = optional_customer(&request.customer_id)?;
+        let size = page_size("page_size", request.page_size)?;
+        let after = page_token(&request.page_token)?;
+        self.consistent(request.consistency.as_ref()).await?;
+        let page =
+            self.read(move |store| store.open_complaints(customer.as_ref(), after.as_deref(), size)).await?;
+        Ok(v1::ListOpenComplaintsResponse {
+            complaints: page.items.iter().map(complaint_to_wire).collect(),
+            next_page_token: next_token(page.next),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl standing_server::Standing for StandingApi {
+    async fn get_trust(
+        &self,
+        request: Request<v1::GetTrustRequest>,
+    ) -> Result<Response<v1::TrustStanding>, Status> {
+        observe("GetTrust", self.get_trust(request.into_inner()).await).map(Response::new)
+    }
+
+    async fn get_timeline(
+        &self,
+        request: Request<v1::GetTimelineRequest>,
+    ) -> Result<Response<v1::GetTimelineResponse>, Status> {
+        observe("GetTimeline", self.get_timeline(request.into_inner()).await).map(Response::new)
+    }
+
+    async fn list_promises(
+        &self,
+        request: Request<v1::ListPromisesRequest>,
+    ) -> Result<Response<v1::ListPromisesResponse>, Status> {
+        observe("ListPromises", self.list_promises(request.into_inner()).await).map(Response::new)
+    }
+
+    async fn list_open_complaints(
+        &self,
+        request: Request<v1::ListOpenComplaintsRequest>,
+    ) -> Result<Response<v1::ListOpenComplaintsResponse>, Status> {
+        observe("ListOpenComplaints", self.list_open_complaints(request.into_inner()).await)
+            .map(Response::new)
+    }
+
+    async fn get_progress(
+        &self,
+        _request: Request<v1::GetProgressRequest>,
+    ) -> Result<Response<v1::GetProgressResponse>, Status> {
+        let next = self
+            .consumer
+            .progress()
+            .into_iter()
+            .enumerate()
+            .map(|(partition, offset)| v1::Position { partition: partition as u32, offset })
+            .collect();
+        observe("GetProgress", Ok(v1::GetProgressResponse { next })).map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_junk_is_refused() {
+        let key = vec![0u8, 1, 0xab, 0xff];
+        let token = next_token(Some(key.clone()));
+        assert_eq!(page_token(&token).unwrap(), Some(key));
+        assert_eq!(page_token("").unwrap(), None);
+        for junk in ["abc", "zz", "é1"] {
+            let status = page_token(junk).unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert!(status.message().starts_with("page_token:"));
+        }
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert_eq!(page_size("page_size", 0).unwrap(), 100);
+        assert_eq!(page_size("page_size", 1000).unwrap(), 1000);
+        let status = page_size("page_size", 1001).unwrap_err();
+        assert!(status.message().starts_with("page_size: 1001"));
+    }
+}

@@ -1,0 +1,143 @@
+//! The standing service: consumes `COVENANT_EVENTS` (one durable JetStream consumer per
+//! partition, exactly once and in order, gaps filled from the ledger), keeps its projections in
+//! its own RocksDB with each partition's checkpoint in the same write, and answers gRPC
+//! `Standing` with read-your-writes.
+//!
+//! - [`views`]: the read models and how events change them (pure).
+//! - [`store`]: the projections in RocksDB; the consumer's sink.
+//! - [`api`]: gRPC `Standing`.
+
+pub mod api;
+pub mod cli;
+pub mod store;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use covenant_bus::stream::connect;
+use covenant_bus::{Consumer, ConsumerConfig};
+use covenant_domain::deadlines::SlaPolicy;
+use covenant_domain::trust::TrustParams;
+use covenant_proto::v1::standing_server::StandingServer;
+
+pub use api::StandingApi;
+pub use store::StandingStore;
+
+/// Durable consumer names of standing: `standing-p<partition>`.
+pub const CONSUMER_NAME: &str = "standing";
+
+/// How a standing service runs.
+#[derive(Debug, Clone)]
+pub struct StandingConfig {
+    /// Directory of the projections (RocksDB).
+    pub data_dir: PathBuf,
+    /// Partitions of the log (must match the ledger's).
+    pub partitions: u16,
+    pub grpc_addr: SocketAddr,
+    pub nats_url: String,
+    /// Where to serve Prometheus metrics (`/metrics`); `None`: not served.
+    pub metrics_addr: Option<SocketAddr>,
+    pub trust: TrustParams,
+    pub sla: SlaPolicy,
+}
+
+impl StandingConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, nats_url: impl Into<String>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            partitions: covenant_bus::consumer::DEFAULT_PARTITIONS,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            nats_url: nats_url.into(),
+            metrics_addr: None,
+            trust: TrustParams::default(),
+            sla: SlaPolicy::default(),
+        }
+    }
+}
+
+/// A started standing service.
+#[derive(Debug)]
+pub struct RunningStanding {
+    pub grpc_addr: SocketAddr,
+    consumer: Arc<Consumer>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningStanding {
+    /// The next offset to apply, per partition.
+    pub fn progress(&self) -> Vec<u64> {
+        self.consumer.progress()
+    }
+
+    /// Stops serving and consuming.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.server.await.context("the standing task")?
+    }
+
+    /// Waits until the service stops by itself (a fatal error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.server).await.context("the standing task")?
+    }
+}
+
+/// Opens the projections, starts consuming (without waiting for NATS), and serves gRPC until
+/// [`RunningStanding::stop`].
+pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
+    config.trust.validate().context("trust parameters")?;
+    let store = {
+        let (dir, partitions, sla) = (config.data_dir.clone(), config.partitions, config.sla);
+        tokio::task::spawn_blocking(move || StandingStore::open(&dir, partitions, sla))
+            .await?
+            .with_context(|| format!("open the projections in {}", config.data_dir.display()))?
+    };
+    if let Some(addr) = config.metrics_addr {
+        covenant_runtime::install_exporter(addr)?;
+    }
+    let client = connect(&config.nats_url, "covenant-standing", false).await?;
+    let consumer = Arc::new(
+        Consumer::start(
+            client.clone(),
+            Arc::new(store.clone()),
+            ConsumerConfig::new(CONSUMER_NAME, config.partitions),
+        )
+        .await?,
+    );
+    let api = StandingApi::new(store, Arc::clone(&consumer), config.trust);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<StandingServer<StandingApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(covenant_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("build gRPC reflection")?;
+    let (listener, grpc_addr) = covenant_runtime::bind(config.grpc_addr).await?;
+    tracing::info!(%grpc_addr, nats = %config.nats_url, partitions = config.partitions, "standing listening");
+
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(StandingServer::new(api));
+    let grpc = covenant_runtime::spawn_grpc(router, listener, stopped);
+    let stopping = Arc::clone(&consumer);
+    let server = tokio::spawn(async move {
+        let served = grpc
+            .await
+            .map_err(|error| anyhow::anyhow!("the gRPC server task failed: {error}"))
+            .and_then(|served| served);
+        stopping.stop();
+        if tokio::time::timeout(Duration::from_secs(2), client.drain()).await.is_err() {
+            tracing::warn!("NATS did not drain within 2 s");
+        }
+        tracing::info!("standing stopped");
+        served
+    });
+    Ok(RunningStanding { grpc_addr, consumer, shutdown, server })
+}

@@ -1,0 +1,5 @@
+//! `covenant-standing`: see [`covenant_standing::cli`].
+
+fn main() -> anyhow::Result<()> {
+    covenant_standing::cli::main()
+}
