@@ -254,10 +254,16 @@ async fn append_load(client: &mut LedgerClient<Channel>, round: &str, count: usi
         (0..count).map(|n| interaction(&format!("{round}-customer-{}", n % 16), &format!("{round}-i{n}"))),
     );
     let total = commands.len();
-    let results =
-        client.append_batch(v1::AppendBatchRequest { commands }).await.unwrap().into_inner().results;
-    for result in &results {
-        assert!(matches!(result.result, Some(v1::batch_result::Result::Appended(_))), "{result:?}");
+    for chunk in commands.chunks(1000) {
+        let results = client
+            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
+            .await
+            .unwrap()
+            .into_inner()
+            .results;
+        for result in &results {
+            assert!(matches!(result.result, Some(v1::batch_result::Result::Appended(_))), "{result:?}");
+        }
     }
     total
 }
@@ -275,7 +281,9 @@ async fn every_event_reaches_the_stream_exactly_once_across_ledger_and_nats_kill
     nats.kill();
     let mut ledger = start_ledger(dir.path(), &nats, "fsync");
     let mut client = ledger_client(&ledger).await;
-    total += append_load(&mut client, "b", 300).await;
+    // A backlog of several hundred events per partition (more than the relay's 256 in flight
+    // per partition, on every partition at once) waits for NATS.
+    total += append_load(&mut client, "b", 4000).await;
     nats.restart().unwrap();
     total += append_load(&mut client, "c", 100).await;
 

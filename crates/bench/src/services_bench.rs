@@ -101,11 +101,11 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
     for run in 0..args.runs {
         eprintln!("run {}/{}: raw JetStream, relay", run + 1, args.runs);
         raw.runs.push(raw_publish(&js, run, args.events, message_bytes).await?);
-        relay.runs.push(relay_run(&log, &js, args.events).await?);
+        relay.runs.push(relay_run(&log, &client, &js, args.events).await?);
     }
     log.close().await?;
 
-    eprintln!("starting ledger (fsync) and standing in this process …");
+    eprintln!("starting the ledger (fsync) in this process …");
     let ledger = covenant_ledger::start(LedgerConfig {
         data_dir: root.join("ledger"),
         partitions: None,
@@ -116,12 +116,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         metrics_addr: None,
     })
     .await?;
-    let mut standing_config = covenant_standing::StandingConfig::new(root.join("standing"), nats_url);
-    standing_config.partitions = ledger.partitions;
-    standing_config.grpc_addr = "127.0.0.1:0".parse()?;
-    let standing = covenant_standing::start(standing_config).await?;
     let ledger_url = format!("http://{}", ledger.grpc_addr);
-    let standing_url = format!("http://{}", standing.grpc_addr);
 
     let mut unary = Measurement::new(format!("gRPC unary commands, {} clients, fsync", args.clients));
     let mut batched =
@@ -130,7 +125,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         Measurement::new(format!("{} commands/s: reply → visible in standing", args.visibility_rate));
     let mut at_rate = Measurement::new(format!("{} commands/s: command latency", args.visibility_rate));
     for run in 0..args.runs {
-        eprintln!("run {}/{}: gRPC unary, AppendBatch, visibility", run + 1, args.runs);
+        eprintln!("run {}/{}: gRPC unary, AppendBatch", run + 1, args.runs);
         let mut config = covenant_load::LoadConfig::new(ledger_url.clone());
         config.rate = 0;
         config.clients = args.clients;
@@ -142,7 +137,25 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         unary.runs.push(Run::with_latencies(report.ok, report.elapsed, &report.latency));
 
         batched.runs.push(append_batches(&ledger_url, args.clients, config.duration, run).await?);
+    }
 
+    // Standing starts now (the ingest rows measure the ledger alone) and first catches up with
+    // everything recorded so far.
+    eprintln!("starting standing in this process; it catches up first …");
+    let mut standing_config = covenant_standing::StandingConfig::new(root.join("standing"), nats_url);
+    standing_config.partitions = ledger.partitions;
+    standing_config.grpc_addr = "127.0.0.1:0".parse()?;
+    let standing = covenant_standing::start(standing_config).await?;
+    let standing_url = format!("http://{}", standing.grpc_addr);
+    let mut catch_up = Measurement::new("standing catching up (consume + project)");
+    let caught_up_from = Instant::now();
+    let applied_before: u64 = standing.progress().iter().sum();
+    wait_caught_up(&ledger_url, &standing).await?;
+    let applied: u64 = standing.progress().iter().sum::<u64>() - applied_before;
+    catch_up.runs.push(Run::new(applied, caught_up_from.elapsed()));
+
+    for run in 0..args.runs {
+        eprintln!("run {}/{}: visibility at {}/s", run + 1, args.runs, args.visibility_rate);
         let mut config = covenant_load::LoadConfig::new(ledger_url.clone());
         config.standing = Some(standing_url.clone());
         config.rate = args.visibility_rate;
@@ -183,6 +196,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
     let unary_verdict = if unary.rate() >= 20_000.0 { "PASS" } else { "MISS" };
     row(&mut table, &unary, None, &format!("≥ 20,000/s: {unary_verdict}"));
     row(&mut table, &batched, None, "");
+    row(&mut table, &catch_up, None, "");
     row(&mut table, &at_rate, None, "");
     let p99 = visible.latency_us().map_or(f64::INFINITY, |(_, p99)| p99 / 1000.0);
     let visible_verdict = if p99 < 50.0 { "PASS" } else { "MISS" };
@@ -198,6 +212,34 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         args.visibility_rate
     );
     Ok(())
+}
+
+/// Waits until standing has applied the whole log (by the ledger's `ReadAll` end positions).
+async fn wait_caught_up(ledger_url: &str, standing: &covenant_standing::RunningStanding) -> Result<()> {
+    let mut reader = v1::event_log_client::EventLogClient::connect(ledger_url.to_owned()).await?;
+    let mut from: Vec<v1::PartitionFrom> = Vec::new();
+    loop {
+        let page = reader
+            .read_all(v1::ReadAllRequest { from: from.clone(), event_types: vec![], max_events: 10_000 })
+            .await?
+            .into_inner();
+        from = page.next;
+        if page.end_of_log {
+            break;
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let progress = standing.progress();
+        if from
+            .iter()
+            .all(|next| progress.get(next.partition as usize).is_some_and(|applied| *applied >= next.offset))
+        {
+            return Ok(());
+        }
+        ensure!(started.elapsed() < Duration::from_secs(600), "standing did not catch up within 10 minutes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// `events` interactions over 64 customers, appended by 64 concurrent tasks.
@@ -259,7 +301,12 @@ async fn raw_publish(js: &jetstream::Context, run: usize, messages: u64, bytes: 
     Ok(Run::new(messages, elapsed))
 }
 
-async fn relay_run(log: &EventLog, js: &jetstream::Context, events: u64) -> Result<Run> {
+async fn relay_run(
+    log: &EventLog,
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    events: u64,
+) -> Result<Run> {
     // A fresh stream and cursors at 0: the relay publishes the whole log.
     let _ = js.delete_stream(covenant_bus::subjects::EVENTS_STREAM).await;
     for partition in 0..log.partition_count() {
@@ -274,7 +321,7 @@ async fn relay_run(log: &EventLog, js: &jetstream::Context, events: u64) -> Resu
         ends.iter().sum::<u64>()
     );
     let started = Instant::now();
-    let relay = Relay::start(log.clone(), js.clone(), RelayConfig::default()).await?;
+    let relay = Relay::start(log.clone(), client.clone(), RelayConfig::default()).await?;
     loop {
         let done = (0..log.partition_count())
             .all(|partition| relay.acknowledged(partition).unwrap_or(0) >= ends[usize::from(partition)]);

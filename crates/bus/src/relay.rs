@@ -71,11 +71,20 @@ pub fn cursor_name(partition: u16) -> String {
 
 impl Relay {
     /// Starts relaying every partition of `log` from its stored cursor.
+    ///
+    /// The relay makes its own JetStream context: its in-flight limit must cover every
+    /// partition's `max_in_flight` at once. With a shared, smaller limit, partition tasks that
+    /// each hold unawaited acks would wait on one another's permits for ever (an ack's permit is
+    /// only returned once its future is awaited or dropped).
     pub async fn start(
         log: EventLog,
-        js: async_nats::jetstream::Context,
+        client: async_nats::Client,
         config: RelayConfig,
     ) -> Result<Self, BusError> {
+        let js = crate::stream::jetstream(
+            client,
+            config.max_in_flight.max(1) * usize::from(log.partition_count().max(1)),
+        );
         let mut acked = Vec::new();
         let mut tasks = Vec::new();
         for partition in 0..log.partition_count() {

@@ -184,9 +184,11 @@ pub fn decide(
                 )));
             }
             if context.now < *due_at {
-                return Err(DomainError::Rule(format!(
-                    "SLA target {target:?} of complaint {complaint_id} is due at {due_at}, not yet passed"
-                )));
+                return Err(DomainError::NotYetDue {
+                    what: format!("SLA target {target:?} of complaint {complaint_id}"),
+                    due: due_at.to_string(),
+                    now: context.now.to_string(),
+                });
             }
             Event::SlaBreached {
                 complaint_id: complaint_id.clone(),
@@ -296,11 +298,11 @@ pub fn decide(
         Command::ExpirePromise { promise_id } => {
             let promise = open_promise(state, promise_id, "expire")?;
             if context.now <= promise.deadline() {
-                return Err(DomainError::Rule(format!(
-                    "promise {promise_id} is not overdue: due_at + grace is {}, now is {}",
-                    promise.deadline(),
-                    context.now
-                )));
+                return Err(DomainError::NotYetDue {
+                    what: format!("promise {promise_id} (due_at + grace)"),
+                    due: promise.deadline().to_string(),
+                    now: context.now.to_string(),
+                });
             }
             Event::PromiseBroken {
                 promise_id: promise_id.clone(),

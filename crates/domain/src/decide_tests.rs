@@ -365,7 +365,8 @@ fn deadline_breaks_come_only_from_expiry_after_due_plus_grace() {
     let expire = Command::ExpirePromise { promise_id: pid("p1") };
     // Due at T0+1h with 10 minutes of grace: not yet at T0+1h+5min.
     let error = customer.refuse(&expire, at(T0 + HOUR + 300_000));
-    assert!(error.to_string().contains("is not overdue"), "{error}");
+    assert!(error.to_string().contains("not yet passed"), "{error}");
+    assert_eq!(error.kind(), crate::RejectionKind::TooEarly);
     let now = T0 + 2 * HOUR;
     let events = customer.run(&expire, at(now)).unwrap();
     assert_eq!(
@@ -441,6 +442,7 @@ fn sla_breach_rules() {
         |target: SlaTarget, due: i64| Command::BreachSla { complaint_id: cid("k1"), target, due_at: ts(due) };
     let error = customer.refuse(&breach(SlaTarget::FirstReply, T0 + HOUR), at(T0));
     assert!(error.to_string().contains("not yet passed"), "{error}");
+    assert_eq!(error.kind(), crate::RejectionKind::TooEarly);
     let events = customer.run(&breach(SlaTarget::FirstReply, T0 + HOUR), at(T0 + 2 * HOUR)).unwrap();
     assert!(
         matches!(&events[0], Event::SlaBreached { detected_at, due_at, .. } if *detected_at == ts(T0 + 2 * HOUR) && *due_at == ts(T0 + HOUR))

@@ -35,6 +35,10 @@ pub enum RejectionKind {
     AlreadyExists,
     /// The command is well-formed but the customer's history forbids it (FAILED_PRECONDITION).
     FailedPrecondition,
+    /// The command comes too early: the same command will be accepted once time has passed a
+    /// deadline (OUT_OF_RANGE, the gRPC code for "may succeed when the state changes"). The
+    /// watchdog retries these and drops the final refusals.
+    TooEarly,
 }
 
 /// A command the domain refuses, with what was wrong.
@@ -58,6 +62,9 @@ pub enum DomainError {
     IllegalTransition { what: &'static str, id: String, state: String, action: &'static str },
     #[error("{0}")]
     Rule(String),
+    /// A deadline the command depends on has not passed yet.
+    #[error("{what} is due at {due}, not yet passed (now is {now})")]
+    NotYetDue { what: String, due: String, now: String },
 }
 
 impl DomainError {
@@ -84,6 +91,7 @@ impl DomainError {
             Self::CustomerErased { .. } | Self::IllegalTransition { .. } | Self::Rule(_) => {
                 RejectionKind::FailedPrecondition
             }
+            Self::NotYetDue { .. } => RejectionKind::TooEarly,
         }
     }
 }

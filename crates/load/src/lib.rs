@@ -55,7 +55,7 @@ impl LoadConfig {
             customers_per_client: 8,
             visibility_every: 10,
             run_id: format!("load{}", unix_millis()),
-            connections: 4,
+            connections: 16,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use covenant_bus::stream::{connect, jetstream};
+use covenant_bus::stream::connect;
 use covenant_bus::{Relay, RelayConfig};
 use covenant_log::{Durability, EventLog, LogConfig};
 use covenant_proto::v1::event_log_server::EventLogServer;
@@ -79,8 +79,7 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
         .with_context(|| format!("open the event log in {}", config.data_dir.display()))?;
     let partitions = log.partition_count();
     let client = connect(&config.nats_url, "covenant-ledger", false).await?;
-    let js = jetstream(client.clone(), config.relay.max_in_flight);
-    let relay = Arc::new(Relay::start(log.clone(), js, config.relay.clone()).await?);
+    let relay = Arc::new(Relay::start(log.clone(), client.clone(), config.relay.clone()).await?);
     log.attach_replication(Arc::clone(&relay) as Arc<dyn covenant_log::ReplicationWaiter>);
 
     if let Some(addr) = config.metrics_addr {

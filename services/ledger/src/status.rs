@@ -22,6 +22,7 @@ pub fn log_code(error: &LogError) -> Code {
             RejectionKind::NotFound => Code::NotFound,
             RejectionKind::AlreadyExists => Code::AlreadyExists,
             RejectionKind::FailedPrecondition => Code::FailedPrecondition,
+            RejectionKind::TooEarly => Code::OutOfRange,
         },
         LogError::VersionConflict { .. } => Code::Aborted,
         LogError::CommandIdReused { .. } => Code::AlreadyExists,

@@ -110,6 +110,7 @@ mod code {
     pub(super) const NOT_FOUND: i32 = 5;
     pub(super) const ALREADY_EXISTS: i32 = 6;
     pub(super) const FAILED_PRECONDITION: i32 = 9;
+    pub(super) const OUT_OF_RANGE: i32 = 11;
 }
 
 /// Classifies the ledger's reply body (a protobuf `BatchResult`).
@@ -133,9 +134,9 @@ pub fn classify_reply(body: &[u8]) -> Outcome {
 /// Classifies a ledger error by its `google.rpc.Code`.
 pub fn classify_error(code: i32, message: String) -> Outcome {
     match code {
-        // The domain's "not overdue" (ExpirePromise) and "not yet passed" (BreachSla) rules share
-        // FAILED_PRECONDITION with the final refusals; only the message tells them apart.
-        code::FAILED_PRECONDITION if is_not_yet_due(&message) => Outcome::NotYetDue { message },
+        // The deadline has not passed by the ledger's clock (the domain's `TooEarly` rejection):
+        // the same command will be accepted later.
+        code::OUT_OF_RANGE => Outcome::NotYetDue { message },
         // A command the ledger will never accept: retrying cannot help (INVALID_ARGUMENT would be
         // a watchdog bug, logged as an error by the caller).
         code::FAILED_PRECONDITION | code::NOT_FOUND | code::ALREADY_EXISTS | code::INVALID_ARGUMENT => {
@@ -144,10 +145,6 @@ pub fn classify_error(code: i32, message: String) -> Outcome {
         // UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, RESOURCE_EXHAUSTED, INTERNAL, DATA_LOSS, …
         _ => Outcome::Unavailable { reason: format!("ledger error {code}: {message}") },
     }
-}
-
-fn is_not_yet_due(message: &str) -> bool {
-    message.contains("is not overdue") || message.contains("not yet passed")
 }
 
 /// The NATS subject and body of the command for a passed `deadline`, detected at `now`.
@@ -414,12 +411,11 @@ mod tests {
             assert!(matches!(outcome, Outcome::Refused { code: c, .. } if c == code), "{outcome:?}");
             assert!(outcome.settles());
         }
-        let early = classify_reply(&error(9, "promise p1 is not overdue: due_at + grace is 5ms, now is 4ms"));
+        let early = classify_reply(&error(11, "promise p1 (due_at + grace) is due at 5ms, not yet passed"));
         assert!(matches!(early, Outcome::NotYetDue { .. }));
         assert!(!early.settles());
-        let sla_early =
-            classify_reply(&error(9, "SLA target FirstReply of complaint c1 is due at 5ms, not yet passed"));
-        assert!(matches!(sla_early, Outcome::NotYetDue { .. }));
+        let refused = classify_reply(&error(9, "promise p1 is kept: cannot expire"));
+        assert!(matches!(refused, Outcome::Refused { .. }));
         for code in [14, 4, 10, 13, 8, 15, 2] {
             let outcome = classify_reply(&error(code, "busy"));
             assert!(matches!(outcome, Outcome::Unavailable { .. }), "{code}: {outcome:?}");
@@ -429,9 +425,10 @@ mod tests {
         assert!(matches!(classify_reply(&[]), Outcome::Unavailable { .. }));
     }
 
-    /// The ledger's rule texts the classification depends on, checked against the domain itself.
+    /// The domain rejects early expiries and breaches as `TooEarly` (OUT_OF_RANGE at the ledger),
+    /// which the classification retries.
     #[test]
-    fn the_not_yet_due_texts_match_the_domain_rules() {
+    fn early_commands_are_too_early_in_the_domain() {
         use covenant_domain::{CustomerState, DecisionContext, apply, decide, sample};
         let t0 = Timestamp::from_unix_millis_clamped(1_800_000_000_000);
         let context = DecisionContext { now: t0, occurred_at: t0 };
@@ -452,11 +449,11 @@ mod tests {
         };
         for command in [expire, breach] {
             let refusal = decide(&state, "alice", &command, &context).unwrap_err();
-            assert_eq!(refusal.kind(), covenant_domain::RejectionKind::FailedPrecondition);
-            assert!(is_not_yet_due(&refusal.to_string()), "{refusal}");
+            assert_eq!(refusal.kind(), covenant_domain::RejectionKind::TooEarly, "{refusal}");
         }
         let unknown = Command::ExpirePromise { promise_id: PromiseId::new("nope").unwrap() };
-        assert!(!is_not_yet_due(&decide(&state, "alice", &unknown, &context).unwrap_err().to_string()));
+        let refusal = decide(&state, "alice", &unknown, &context).unwrap_err();
+        assert_eq!(refusal.kind(), covenant_domain::RejectionKind::NotFound);
     }
 
     #[test]
