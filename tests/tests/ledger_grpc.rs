@@ -315,3 +315,53 @@ async fn every_event_reaches_the_stream_exactly_once_across_ledger_and_nats_kill
     drop(client);
     assert!(ledger.terminate(Duration::from_secs(10)).unwrap(), "the ledger should stop cleanly on SIGTERM");
 }
+
+/// The number of messages `COVENANT_EVENTS` holds now (0 before the stream exists).
+async fn stream_count(nats_url: &str) -> u64 {
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    match js.get_stream(EVENTS_STREAM).await {
+        Ok(mut stream) => stream.info().await.unwrap().state.messages,
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test]
+async fn replicated_commands_are_answered_only_once_jetstream_has_them() {
+    let dir = test_dir().unwrap();
+    let mut nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let ledger = start_ledger(dir.path(), &nats, "replicated");
+    let mut client = ledger_client(&ledger).await;
+    for (index, command) in ["r1", "r2", "r3"].into_iter().enumerate() {
+        let reply = if index == 0 {
+            client.register_customer(register("erin", command)).await
+        } else {
+            client.make_promise(make_promise("erin", command, command)).await
+        };
+        assert!(reply.is_ok(), "{reply:?}");
+        // Answered means acknowledged by JetStream: the message is there already.
+        assert_eq!(stream_count(&nats.url()).await, index as u64 + 1);
+    }
+
+    // Without NATS the command is recorded in the log but cannot be confirmed: UNAVAILABLE.
+    nats.kill();
+    let promise = make_promise("erin", "r4", "r4");
+    let status = client.make_promise(promise.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("JetStream"), "{}", status.message());
+    // NATS back: the retry (same command_id) returns the first result, now replicated, once.
+    nats.restart().unwrap();
+    // (A client retries UNAVAILABLE; the ledger's NATS client may take a few seconds to reconnect.)
+    let mut attempts = 0;
+    let retried = loop {
+        attempts += 1;
+        match client.make_promise(promise.clone()).await {
+            Ok(reply) => break reply.into_inner(),
+            Err(status) if status.code() == Code::Unavailable && attempts < 6 => {}
+            Err(status) => panic!("retry {attempts}: {status:?}"),
+        }
+    };
+    assert!(retried.deduplicated);
+    assert_eq!(retried.stream_version, 4);
+    assert_eq!(stream_messages(&nats.url(), 4).await.len(), 4);
+}

@@ -178,6 +178,25 @@ async fn kept_promises_show_in_standing_and_an_expired_one_breaks_trust() {
         after_break.score
     );
     assert_eq!(after_break.contributors[0].event_type, "promise_broken");
+    // Loyalty: too little history for a score, but the unrecovered broken promise is a risk.
+    let loyalty = standing
+        .get_loyalty(v1::GetLoyaltyRequest {
+            customer_id: "carol".into(),
+            as_of: None,
+            consistency: after(&[broken.position.unwrap()]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(loyalty.band, v1::LoyaltyBand::InsufficientData as i32, "{loyalty:?}");
+    assert_eq!(loyalty.lifecycle, v1::Lifecycle::Prospect as i32);
+    assert!(loyalty.at_risk);
+    assert!(
+        loyalty.risk_reasons.iter().any(|reason| reason.contains("callback-2")),
+        "{:?}",
+        loyalty.risk_reasons
+    );
+    assert_eq!(loyalty.trust_score, after_break.score);
     let overdue_broken = standing
         .list_promises(v1::ListPromisesRequest {
             statuses: vec![v1::PromiseStatus::Broken as i32],

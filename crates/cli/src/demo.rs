@@ -266,6 +266,21 @@ async fn survey(
     Ok(())
 }
 
+fn loyalty_summary(loyalty: &v1::LoyaltyStanding) -> String {
+    let band = match v1::LoyaltyBand::try_from(loyalty.band) {
+        Ok(v1::LoyaltyBand::InsufficientData) => "insufficient data",
+        Ok(v1::LoyaltyBand::Detached) => "Detached",
+        Ok(v1::LoyaltyBand::AtRisk) => "At risk",
+        Ok(v1::LoyaltyBand::Neutral) => "Neutral",
+        Ok(v1::LoyaltyBand::Loyal) => "Loyal",
+        Ok(v1::LoyaltyBand::Champion) => "Champion",
+        _ => "?",
+    };
+    let score = loyalty.score.map_or(String::new(), |score| format!("{score} "));
+    let risk = if loyalty.at_risk { " (at risk)" } else { "" };
+    format!("{score}{band}{risk}")
+}
+
 fn band_name(band: i32) -> &'static str {
     match v1::TrustBand::try_from(band) {
         Ok(v1::TrustBand::Unproven) => "Unproven",
@@ -291,8 +306,18 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         journey(&mut ledger, index, run).await.with_context(|| format!("journey of customer {index}"))?;
     }
     println!(
-        "\n{:<18} {:>6} {:>5} {:>5} {:>6} {:>10} {:>6} {:<9} {:>11}  moved most by",
-        "customer", "events", "made", "kept", "broken", "complaints", "trust", "band", "uncertainty"
+        "\n{:<18} {:>6} {:>5} {:>5} {:>6} {:>10} {:>6} {:<9} {:>11}  {:<26} {:<30}",
+        "customer",
+        "events",
+        "made",
+        "kept",
+        "broken",
+        "complaints",
+        "trust",
+        "band",
+        "uncertainty",
+        "trust moved most by",
+        "loyalty"
     );
     for index in 0..args.customers {
         let customer_id = format!("demo-customer-{index}");
@@ -318,8 +343,17 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("trust of {customer_id}"))?
             .into_inner();
+        let loyalty = standing
+            .get_loyalty(v1::GetLoyaltyRequest {
+                customer_id: customer_id.clone(),
+                as_of: None,
+                consistency: None,
+            })
+            .await
+            .with_context(|| format!("loyalty of {customer_id}"))?
+            .into_inner();
         println!(
-            "{:<18} {:>6} {:>5} {:>5} {:>6} {:>10} {:>6} {:<9} {:>11.2}  {}",
+            "{:<18} {:>6} {:>5} {:>5} {:>6} {:>10} {:>6} {:<9} {:>11.2}  {:<26} {}",
             customer_id,
             stream.stream_version,
             count("promise_made"),
@@ -330,6 +364,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             band_name(trust.band),
             trust.uncertainty,
             trust.contributors.first().map_or("-", |contributor| contributor.event_type.as_str()),
+            loyalty_summary(&loyalty),
         );
     }
     println!(

@@ -21,6 +21,7 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod loyalty;
 pub mod sample;
 pub mod state;
 pub mod trust;

@@ -1,16 +1,18 @@
 //! gRPC `Standing`: queries over the projections, with read-your-writes (`min_position`).
 //!
-//! Store reads run on the blocking pool. Trust is computed by the pure model of
-//! `covenant_domain::trust` from the customer's stored history at the asked instant, so the live
-//! answer and a replay of the log always agree.
+//! Store reads run on the blocking pool. Trust and loyalty are computed by the pure models of
+//! `covenant_domain::{trust, loyalty}` from the customer's stored history at the asked instant,
+//! so the live answer and a replay of the log always agree.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use covenant_bus::Consumer;
 use covenant_bus::consumer::WaitError;
+use covenant_domain::RecordedEvent;
 use covenant_domain::Timestamp;
 use covenant_domain::ids::CustomerId;
+use covenant_domain::loyalty::{Lifecycle, LoyaltyBand, LoyaltyParams, RiskReason, loyalty};
 use covenant_domain::trust::{HistoryEvent, TrustBand, TrustParams, trust};
 use covenant_proto::convert::enums::{
     break_detection_to_wire, channel_to_wire, complaint_category_to_wire, priority_to_wire,
@@ -38,11 +40,26 @@ pub struct StandingApi {
     store: StandingStore,
     consumer: Arc<Consumer>,
     trust_params: TrustParams,
+    loyalty_params: LoyaltyParams,
+}
+
+/// The model's view of a stored history.
+fn history_of(events: &[RecordedEvent]) -> impl Iterator<Item = HistoryEvent<'_>> {
+    events.iter().map(|event| HistoryEvent {
+        event_id: event.event_id,
+        occurred_at: event.metadata.occurred_at,
+        event: &event.event,
+    })
 }
 
 impl StandingApi {
-    pub fn new(store: StandingStore, consumer: Arc<Consumer>, trust_params: TrustParams) -> Self {
-        Self { store, consumer, trust_params }
+    pub fn new(
+        store: StandingStore,
+        consumer: Arc<Consumer>,
+        trust_params: TrustParams,
+        loyalty_params: LoyaltyParams,
+    ) -> Self {
+        Self { store, consumer, trust_params, loyalty_params }
     }
 
     /// Waits until every position of `consistency` is applied.
@@ -157,6 +174,41 @@ fn band_to_wire(band: TrustBand) -> i32 {
     }) as i32
 }
 
+fn loyalty_band_to_wire(band: LoyaltyBand) -> i32 {
+    (match band {
+        LoyaltyBand::InsufficientData => v1::LoyaltyBand::InsufficientData,
+        LoyaltyBand::Detached => v1::LoyaltyBand::Detached,
+        LoyaltyBand::AtRisk => v1::LoyaltyBand::AtRisk,
+        LoyaltyBand::Neutral => v1::LoyaltyBand::Neutral,
+        LoyaltyBand::Loyal => v1::LoyaltyBand::Loyal,
+        LoyaltyBand::Champion => v1::LoyaltyBand::Champion,
+    }) as i32
+}
+
+fn lifecycle_to_wire(lifecycle: Lifecycle) -> i32 {
+    (match lifecycle {
+        Lifecycle::Prospect => v1::Lifecycle::Prospect,
+        Lifecycle::Active => v1::Lifecycle::Active,
+        Lifecycle::Lapsed => v1::Lifecycle::Lapsed,
+        Lifecycle::Churned => v1::Lifecycle::Churned,
+        Lifecycle::WonBack => v1::Lifecycle::WonBack,
+    }) as i32
+}
+
+fn describe_risk(reason: &RiskReason) -> String {
+    match reason {
+        RiskReason::UnrecoveredBrokenPromise(promise) => {
+            format!("promise {promise} was broken with no apology, compensation or kept fix")
+        }
+        RiskReason::RecentDetractor(at) => {
+            format!("NPS detractor answer (0-6) at {at}, less than 90 days ago")
+        }
+        RiskReason::ComplaintPastSla(complaint) => {
+            format!("complaint {complaint} is open with a breached SLA")
+        }
+    }
+}
+
 fn status_to_wire(status: PromiseStatus) -> i32 {
     (match status {
         PromiseStatus::Open => v1::PromiseStatus::Open,
@@ -241,15 +293,7 @@ impl StandingApi {
         let (history, standing) = self
             .read(move |store| {
                 let history = store.history(&wanted)?;
-                let standing = trust(
-                    history.iter().map(|event| HistoryEvent {
-                        event_id: event.event_id,
-                        occurred_at: event.metadata.occurred_at,
-                        event: &event.event,
-                    }),
-                    as_of,
-                    &params,
-                );
+                let standing = trust(history_of(&history), as_of, &params);
                 Ok((history, standing))
             })
             .await?;
@@ -277,6 +321,48 @@ impl StandingApi {
                 })
                 .collect(),
             stream_version: last.stream_version,
+        })
+    }
+
+    async fn get_loyalty(&self, request: v1::GetLoyaltyRequest) -> Result<v1::LoyaltyStanding, Status> {
+        let customer = customer_id("customer_id", &request.customer_id)?;
+        let as_of = optional_timestamp("as_of", request.as_of.as_ref())?.unwrap_or_else(Timestamp::now);
+        self.consistent(request.consistency.as_ref()).await?;
+        let (trust_params, loyalty_params) = (self.trust_params, self.loyalty_params);
+        let wanted = customer.clone();
+        let (stream_version, trust_score, standing) = self
+            .read(move |store| {
+                let history = store.history(&wanted)?;
+                let trust = trust(history_of(&history), as_of, &trust_params);
+                let standing = loyalty(history_of(&history), as_of, &trust, &loyalty_params);
+                Ok((history.last().map(|event| event.stream_version), trust.score, standing))
+            })
+            .await?;
+        let Some(stream_version) = stream_version else {
+            return Err(Status::not_found(format!("customer {customer} has no events (yet)")));
+        };
+        Ok(v1::LoyaltyStanding {
+            customer_id: customer.to_string(),
+            model_version: standing.model_version.to_owned(),
+            as_of: Some(timestamp_to_wire(standing.as_of)),
+            score: standing.score.map(u32::from),
+            band: loyalty_band_to_wire(standing.band),
+            lifecycle: lifecycle_to_wire(standing.lifecycle),
+            at_risk: standing.at_risk,
+            risk_reasons: standing.risk_reasons.iter().map(describe_risk).collect(),
+            vip: standing.vip,
+            measures: standing
+                .measures
+                .iter()
+                .map(|measure| v1::LoyaltyMeasure {
+                    name: measure.name.to_owned(),
+                    value: measure.value,
+                    weight: measure.weight,
+                })
+                .collect(),
+            available_weight: standing.available_weight,
+            trust_score: u32::from(trust_score),
+            stream_version,
         })
     }
 
@@ -351,6 +437,13 @@ impl standing_server::Standing for StandingApi {
         request: Request<v1::GetTrustRequest>,
     ) -> Result<Response<v1::TrustStanding>, Status> {
         observe("GetTrust", self.get_trust(request.into_inner()).await).map(Response::new)
+    }
+
+    async fn get_loyalty(
+        &self,
+        request: Request<v1::GetLoyaltyRequest>,
+    ) -> Result<Response<v1::LoyaltyStanding>, Status> {
+        observe("GetLoyalty", self.get_loyalty(request.into_inner()).await).map(Response::new)
     }
 
     async fn get_timeline(

@@ -21,6 +21,7 @@ use anyhow::Context;
 use covenant_bus::stream::connect;
 use covenant_bus::{Consumer, ConsumerConfig};
 use covenant_domain::deadlines::SlaPolicy;
+use covenant_domain::loyalty::LoyaltyParams;
 use covenant_domain::trust::TrustParams;
 use covenant_proto::v1::standing_server::StandingServer;
 
@@ -42,6 +43,7 @@ pub struct StandingConfig {
     /// Where to serve Prometheus metrics (`/metrics`); `None`: not served.
     pub metrics_addr: Option<SocketAddr>,
     pub trust: TrustParams,
+    pub loyalty: LoyaltyParams,
     pub sla: SlaPolicy,
 }
 
@@ -54,6 +56,7 @@ impl StandingConfig {
             nats_url: nats_url.into(),
             metrics_addr: None,
             trust: TrustParams::default(),
+            loyalty: LoyaltyParams::default(),
             sla: SlaPolicy::default(),
         }
     }
@@ -108,7 +111,7 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
         )
         .await?,
     );
-    let api = StandingApi::new(store, Arc::clone(&consumer), config.trust);
+    let api = StandingApi::new(store, Arc::clone(&consumer), config.trust, config.loyalty);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<StandingServer<StandingApi>>().await;
