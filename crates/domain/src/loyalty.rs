@@ -300,6 +300,12 @@ pub fn loyalty<'a>(
     let ces_measure = decayed_mean(&ces, as_of, half_life).map(|mean| (mean - 1.0) / 6.0 * 100.0);
     let trust_measure = (trust.band != TrustBand::Unproven).then_some(f64::from(trust.score));
 
+    // Float sums can land a hair outside 0–100.
+    let bounded = |value: Option<f64>| value.map(|value| value.clamp(0.0, 100.0));
+    let (recency, frequency, monetary, tenure) =
+        (bounded(recency), bounded(frequency), bounded(monetary), bounded(tenure));
+    let (nps_measure, csat_measure, ces_measure) =
+        (bounded(nps_measure), bounded(csat_measure), bounded(ces_measure));
     let measures = vec![
         Measure { name: "recency", value: recency, weight: params.recency_weight },
         Measure { name: "frequency", value: frequency, weight: params.frequency_weight },
