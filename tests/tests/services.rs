@@ -197,6 +197,43 @@ async fn kept_promises_show_in_standing_and_an_expired_one_breaks_trust() {
         loyalty.risk_reasons
     );
     assert_eq!(loyalty.trust_score, after_break.score);
+    // …and lists her among the customers at risk (nobody else is).
+    client.register_customer(register("zoe", "z1")).await.unwrap();
+    let zoe = client.make_promise(make_promise("zoe", "z2", "later")).await.unwrap().into_inner();
+    let at_risk = standing
+        .list_at_risk(v1::ListAtRiskRequest { consistency: after(&zoe.positions), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .customers;
+    let order: Vec<&str> = at_risk.iter().map(|customer| customer.customer_id.as_str()).collect();
+    assert_eq!(order, ["carol", "zoe"], "at-risk customers first");
+    assert_eq!(at_risk[0].segment, "smb");
+    let only = standing
+        .list_at_risk(v1::ListAtRiskRequest { at_risk_only: true, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(only.customers.len(), 1);
+    assert!(only.next_page_token.is_empty());
+    // Pages of one: carol, then zoe, then nothing more.
+    let first = standing
+        .list_at_risk(v1::ListAtRiskRequest { page_size: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.customers[0].customer_id, "carol");
+    let second = standing
+        .list_at_risk(v1::ListAtRiskRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.customers[0].customer_id, "zoe");
+    assert!(second.next_page_token.is_empty(), "{second:?}");
     let overdue_broken = standing
         .list_promises(v1::ListPromisesRequest {
             statuses: vec![v1::PromiseStatus::Broken as i32],

@@ -174,6 +174,85 @@ fn band_to_wire(band: TrustBand) -> i32 {
     }) as i32
 }
 
+/// Where a customer sorts in the at-risk list: at risk first, then lowest loyalty (no score
+/// last), then lowest trust, then id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AtRiskKey {
+    not_at_risk: u8,
+    loyalty: u16,
+    trust: u16,
+    customer: String,
+}
+
+impl AtRiskKey {
+    fn token(&self) -> String {
+        format!("{}.{}.{}.{}", self.not_at_risk, self.loyalty, self.trust, self.customer)
+    }
+}
+
+fn at_risk_token(token: &str) -> Result<Option<AtRiskKey>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Status::invalid_argument("page_token: not a token this service gave out");
+    let mut parts = token.splitn(4, '.');
+    let mut number = || parts.next().and_then(|part| part.parse::<u16>().ok()).ok_or_else(invalid);
+    let (not_at_risk, loyalty, trust) = (number()?, number()?, number()?);
+    let customer = parts.next().filter(|customer| !customer.is_empty()).ok_or_else(invalid)?;
+    Ok(Some(AtRiskKey {
+        not_at_risk: u8::try_from(not_at_risk).map_err(|_| invalid())?,
+        loyalty,
+        trust,
+        customer: customer.to_owned(),
+    }))
+}
+
+/// The customer's segment: the last one registered or set by a profile update.
+fn segment_of(history: &[RecordedEvent]) -> String {
+    history
+        .iter()
+        .rev()
+        .find_map(|event| match &event.event {
+            covenant_domain::Event::CustomerRegistered { segment, .. } => Some(segment.to_string()),
+            covenant_domain::Event::CustomerProfileUpdated { changes } => {
+                changes.segment.as_ref().map(ToString::to_string)
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn loyalty_to_wire(
+    customer: &CustomerId,
+    standing: &covenant_domain::loyalty::LoyaltyStanding,
+    trust_score: u8,
+    stream_version: u64,
+) -> v1::LoyaltyStanding {
+    v1::LoyaltyStanding {
+        customer_id: customer.to_string(),
+        model_version: standing.model_version.to_owned(),
+        as_of: Some(timestamp_to_wire(standing.as_of)),
+        score: standing.score.map(u32::from),
+        band: loyalty_band_to_wire(standing.band),
+        lifecycle: lifecycle_to_wire(standing.lifecycle),
+        at_risk: standing.at_risk,
+        risk_reasons: standing.risk_reasons.iter().map(describe_risk).collect(),
+        vip: standing.vip,
+        measures: standing
+            .measures
+            .iter()
+            .map(|measure| v1::LoyaltyMeasure {
+                name: measure.name.to_owned(),
+                value: measure.value,
+                weight: measure.weight,
+            })
+            .collect(),
+        available_weight: standing.available_weight,
+        trust_score: u32::from(trust_score),
+        stream_version,
+    }
+}
+
 fn loyalty_band_to_wire(band: LoyaltyBand) -> i32 {
     (match band {
         LoyaltyBand::InsufficientData => v1::LoyaltyBand::InsufficientData,
@@ -341,28 +420,69 @@ impl StandingApi {
         let Some(stream_version) = stream_version else {
             return Err(Status::not_found(format!("customer {customer} has no events (yet)")));
         };
-        Ok(v1::LoyaltyStanding {
-            customer_id: customer.to_string(),
-            model_version: standing.model_version.to_owned(),
-            as_of: Some(timestamp_to_wire(standing.as_of)),
-            score: standing.score.map(u32::from),
-            band: loyalty_band_to_wire(standing.band),
-            lifecycle: lifecycle_to_wire(standing.lifecycle),
-            at_risk: standing.at_risk,
-            risk_reasons: standing.risk_reasons.iter().map(describe_risk).collect(),
-            vip: standing.vip,
-            measures: standing
-                .measures
-                .iter()
-                .map(|measure| v1::LoyaltyMeasure {
-                    name: measure.name.to_owned(),
-                    value: measure.value,
-                    weight: measure.weight,
-                })
-                .collect(),
-            available_weight: standing.available_weight,
-            trust_score: u32::from(trust_score),
-            stream_version,
+        Ok(loyalty_to_wire(&customer, &standing, trust_score, stream_version))
+    }
+
+    async fn list_at_risk(&self, request: v1::ListAtRiskRequest) -> Result<v1::ListAtRiskResponse, Status> {
+        let bands = request
+            .bands
+            .iter()
+            .map(|band| match v1::LoyaltyBand::try_from(*band) {
+                Ok(band) if band != v1::LoyaltyBand::Unspecified => Ok(band as i32),
+                _ => Err(Status::invalid_argument(format!("bands: {band} is not a loyalty band"))),
+            })
+            .collect::<Result<Vec<i32>, Status>>()?;
+        let size = page_size("page_size", request.page_size)?;
+        let after = at_risk_token(&request.page_token)?;
+        self.consistent(request.consistency.as_ref()).await?;
+        let (trust_params, loyalty_params) = (self.trust_params, self.loyalty_params);
+        let (segment, at_risk_only) = (request.segment, request.at_risk_only);
+        let now = Timestamp::now();
+        let mut entries = self
+            .read(move |store| {
+                let mut entries = Vec::new();
+                for customer in store.customer_ids()? {
+                    let history = store.history(&customer)?;
+                    let Some(last) = history.last() else { continue };
+                    let customer_segment = segment_of(&history);
+                    if !segment.is_empty() && customer_segment != segment {
+                        continue;
+                    }
+                    let trust = trust(history_of(&history), now, &trust_params);
+                    let standing = loyalty(history_of(&history), now, &trust, &loyalty_params);
+                    let wire = loyalty_to_wire(&customer, &standing, trust.score, last.stream_version);
+                    if (at_risk_only && !standing.at_risk)
+                        || (!bands.is_empty() && !bands.contains(&wire.band))
+                    {
+                        continue;
+                    }
+                    let key = AtRiskKey {
+                        not_at_risk: u8::from(!standing.at_risk),
+                        loyalty: standing.score.map_or(101, u16::from),
+                        trust: u16::from(trust.score),
+                        customer: customer.to_string(),
+                    };
+                    entries.push((
+                        key,
+                        v1::AtRiskCustomer {
+                            customer_id: customer.to_string(),
+                            segment: customer_segment,
+                            loyalty: Some(wire),
+                            trust_score: u32::from(trust.score),
+                            trust_band: band_to_wire(trust.band),
+                        },
+                    ));
+                }
+                Ok(entries)
+            })
+            .await?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = after.map_or(0, |after| entries.partition_point(|(key, _)| *key <= after));
+        let page: Vec<_> = entries.drain(start..).take(size + 1).collect();
+        let next_page_token = if page.len() > size { page[size - 1].0.token() } else { String::new() };
+        Ok(v1::ListAtRiskResponse {
+            customers: page.into_iter().take(size).map(|(_, customer)| customer).collect(),
+            next_page_token,
         })
     }
 
@@ -446,6 +566,13 @@ impl standing_server::Standing for StandingApi {
         observe("GetLoyalty", self.get_loyalty(request.into_inner()).await).map(Response::new)
     }
 
+    async fn list_at_risk(
+        &self,
+        request: Request<v1::ListAtRiskRequest>,
+    ) -> Result<Response<v1::ListAtRiskResponse>, Status> {
+        observe("ListAtRisk", self.list_at_risk(request.into_inner()).await).map(Response::new)
+    }
+
     async fn get_timeline(
         &self,
         request: Request<v1::GetTimelineRequest>,
@@ -497,6 +624,17 @@ mod tests {
             let status = page_token(junk).unwrap_err();
             assert_eq!(status.code(), Code::InvalidArgument);
             assert!(status.message().starts_with("page_token:"));
+        }
+    }
+
+    #[test]
+    fn at_risk_tokens_round_trip_and_sort_at_risk_first() {
+        let key = AtRiskKey { not_at_risk: 0, loyalty: 42, trust: 7, customer: "a.b:c".into() };
+        assert_eq!(at_risk_token(&key.token()).unwrap(), Some(key.clone()));
+        let later = AtRiskKey { not_at_risk: 1, loyalty: 10, trust: 0, customer: "a".into() };
+        assert!(key < later, "at-risk customers come before the others whatever their score");
+        for junk in ["x", "0.1", "0.1.2.", "300.1.2.a", "a.b.c.d"] {
+            assert_eq!(at_risk_token(junk).unwrap_err().code(), Code::InvalidArgument, "{junk}");
         }
     }
 

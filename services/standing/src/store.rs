@@ -105,6 +105,23 @@ impl StandingStore {
         self.store.get(CUSTOMERS, customer.as_str().as_bytes())
     }
 
+    /// Every customer with at least one applied event, in id order.
+    pub fn customer_ids(&self) -> Result<Vec<CustomerId>> {
+        let mut ids = Vec::new();
+        self.store.visit(CUSTOMERS, b"", b"", |key, _| {
+            let id =
+                std::str::from_utf8(key).ok().and_then(|key| CustomerId::new(key).ok()).ok_or_else(|| {
+                    StoreError::Corrupt {
+                        family: CUSTOMERS.into(),
+                        reason: "a key is not a customer id".into(),
+                    }
+                })?;
+            ids.push(id);
+            Ok(true)
+        })?;
+        Ok(ids)
+    }
+
     /// Up to `max` events of `customer` from stream version `from_version` on.
     pub fn timeline(
         &self,
