@@ -16,9 +16,9 @@ setup:
 # Run the system: ledger, standing and watchdog (and a managed nats-server unless NATS_URL is set).
 up *args: setup
     cargo build {{cargo_flags}} --bins
-    target/debug/covenant up {{args}}
+    NATS_SERVER_BIN="$(scripts/nats-server-path.sh)" target/debug/covenant up {{args}}
 
-# Record demo customer journeys against a running system and print their trust standing.
+# Record demo customer journeys against a running system and print their trust and loyalty standing.
 demo *args:
     cargo build {{cargo_flags}} --bins
     target/debug/covenant demo {{args}}
@@ -46,4 +46,4 @@ bench-log *args: setup
 # Every benchmark.
 bench *args: setup
     cargo build {{cargo_flags}} --release --bins
-    target/release/covenant-bench all {{args}}
+    NATS_SERVER_BIN="$(scripts/nats-server-path.sh)" target/release/covenant-bench all {{args}}
