@@ -49,6 +49,9 @@ pub(crate) struct ServicesArgs {
     /// Commands per second of the visibility rows.
     #[arg(long, default_value_t = 5000)]
     visibility_rate: u64,
+    /// Customers loaded for the GetTrust rows.
+    #[arg(long, default_value_t = 100_000)]
+    customers: usize,
     /// Directory for the databases (default: as `covenant-bench log`).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -56,7 +59,15 @@ pub(crate) struct ServicesArgs {
 
 impl Default for ServicesArgs {
     fn default() -> Self {
-        Self { events: 100_000, runs: 3, clients: 64, load_secs: 5.0, visibility_rate: 5000, dir: None }
+        Self {
+            events: 100_000,
+            runs: 3,
+            clients: 64,
+            load_secs: 5.0,
+            visibility_rate: 5000,
+            customers: 100_000,
+            dir: None,
+        }
     }
 }
 
@@ -168,6 +179,25 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         visible.runs.push(Run::with_latencies(report.visibility.len(), report.elapsed, &report.visibility));
         at_rate.runs.push(Run::with_latencies(report.ok, report.elapsed, &report.latency));
     }
+    // Standing queries over a loaded projection: `--customers` customers with a promise each,
+    // then one customer with 1,000 events asked "as of" the middle of their history.
+    eprintln!("loading {} customers for the query rows …", args.customers);
+    load_customers(&ledger_url, args.customers).await?;
+    let deep = deep_customer(&ledger_url, 1000).await?;
+    wait_caught_up(&ledger_url, &standing).await?;
+    let mut get_trust = Measurement::new(format!(
+        "GetTrust over gRPC, {} customers, {} clients",
+        args.customers, args.clients
+    ));
+    let mut as_of = Measurement::new("GetTrust as_of, a customer with 1,000 events, 1 client");
+    for run in 0..args.runs {
+        eprintln!("run {}/{}: GetTrust, as-of", run + 1, args.runs);
+        get_trust.runs.push(
+            query_trust(&standing_url, args.clients, args.customers, Duration::from_secs_f64(args.load_secs))
+                .await?,
+        );
+        as_of.runs.push(query_as_of(&standing_url, &deep, 200).await?);
+    }
     standing.stop().await?;
     ledger.stop().await?;
 
@@ -197,6 +227,8 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
     row(&mut table, &unary, None, &format!("≥ 20,000/s: {unary_verdict}"));
     row(&mut table, &batched, None, "");
     row(&mut table, &catch_up, None, "");
+    row(&mut table, &get_trust, None, "");
+    row(&mut table, &as_of, None, "");
     row(&mut table, &at_rate, None, "");
     let p99 = visible.latency_us().map_or(f64::INFINITY, |(_, p99)| p99 / 1000.0);
     let visible_verdict = if p99 < 50.0 { "PASS" } else { "MISS" };
@@ -212,6 +244,195 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         args.visibility_rate
     );
     Ok(())
+}
+
+fn query_header(customer: &str, command: &str) -> Option<v1::CommandHeader> {
+    Some(v1::CommandHeader {
+        customer_id: customer.to_owned(),
+        command_id: command.to_owned(),
+        actor: Some(v1::Actor { kind: v1::ActorKind::Agent as i32, id: "agent-1".into() }),
+        ..Default::default()
+    })
+}
+
+fn in_days(days: i64) -> prost_types::Timestamp {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    prost_types::Timestamp { seconds: i64::try_from(now).unwrap_or(0) + days * 86_400, nanos: 0 }
+}
+
+/// `customers` customers `query-<n>`, each registered with one kept promise, by AppendBatch.
+async fn load_customers(ledger_url: &str, customers: usize) -> Result<()> {
+    let mut ledger = v1::ledger_client::LedgerClient::connect(ledger_url.to_owned()).await?;
+    let commands: Vec<v1::BatchCommand> = (0..customers)
+        .flat_map(|n| {
+            let customer = format!("query-{n}");
+            let command = |command| v1::BatchCommand { command: Some(command) };
+            use v1::batch_command::Command;
+            [
+                command(Command::RegisterCustomer(v1::RegisterCustomerRequest {
+                    header: query_header(&customer, "r"),
+                    name: "Query Customer".into(),
+                    locale: "en-GB".into(),
+                    timezone: "Europe/London".into(),
+                    segment: "smb".into(),
+                    source: "web".into(),
+                    tier: v1::Tier::Standard as i32,
+                    ..Default::default()
+                })),
+                command(Command::MakePromise(v1::MakePromiseRequest {
+                    header: query_header(&customer, "m"),
+                    promise_id: "p".into(),
+                    kind: v1::PromiseKind::Callback as i32,
+                    description: "call back".into(),
+                    made_by: "agent-1".into(),
+                    due_at: Some(in_days(3)),
+                    grace: Some(prost_types::Duration { seconds: 600, nanos: 0 }),
+                    ..Default::default()
+                })),
+                command(Command::KeepPromise(v1::KeepPromiseRequest {
+                    header: query_header(&customer, "k"),
+                    promise_id: "p".into(),
+                    ..Default::default()
+                })),
+            ]
+        })
+        .collect();
+    for chunk in commands.chunks(999) {
+        let results = ledger
+            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
+            .await?
+            .into_inner()
+            .results;
+        ensure!(
+            results.iter().all(|result| matches!(result.result, Some(v1::batch_result::Result::Appended(_)))),
+            "loading the query customers failed: {:?}",
+            results
+                .iter()
+                .find(|result| !matches!(result.result, Some(v1::batch_result::Result::Appended(_))))
+        );
+    }
+    Ok(())
+}
+
+/// A customer with `events` events (interactions, one a day back from today): their id and the
+/// instant in the middle of their history.
+async fn deep_customer(ledger_url: &str, events: usize) -> Result<(String, prost_types::Timestamp)> {
+    let mut ledger = v1::ledger_client::LedgerClient::connect(ledger_url.to_owned()).await?;
+    let customer = "query-deep".to_owned();
+    let mut registered = query_header(&customer, "r");
+    if let Some(header) = registered.as_mut() {
+        header.occurred_at = Some(in_days(-(events as i64) - 1));
+    }
+    let mut commands = vec![v1::BatchCommand {
+        command: Some(v1::batch_command::Command::RegisterCustomer(v1::RegisterCustomerRequest {
+            header: registered,
+            name: "Deep".into(),
+            locale: "en-GB".into(),
+            timezone: "Europe/London".into(),
+            segment: "smb".into(),
+            source: "web".into(),
+            tier: v1::Tier::Standard as i32,
+            ..Default::default()
+        })),
+    }];
+    for n in 1..events {
+        let mut header = query_header(&customer, &format!("i{n}"));
+        if let Some(header) = header.as_mut() {
+            header.occurred_at = Some(in_days(n as i64 - events as i64));
+        }
+        commands.push(v1::BatchCommand {
+            command: Some(v1::batch_command::Command::RecordInteraction(v1::RecordInteractionRequest {
+                header,
+                interaction_id: format!("call-{n}"),
+                channel: v1::Channel::Phone as i32,
+                direction: v1::Direction::Inbound as i32,
+                kind: v1::InteractionKind::Inquiry as i32,
+                sentiment: v1::Sentiment::Neutral as i32,
+                ..Default::default()
+            })),
+        });
+    }
+    for chunk in commands.chunks(1000) {
+        let results = ledger
+            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
+            .await?
+            .into_inner()
+            .results;
+        ensure!(
+            results.iter().all(|result| matches!(result.result, Some(v1::batch_result::Result::Appended(_)))),
+            "loading the deep customer failed: {:?}",
+            results
+                .iter()
+                .find(|result| !matches!(result.result, Some(v1::batch_result::Result::Appended(_))))
+        );
+    }
+    Ok((customer, in_days(-(events as i64) / 2)))
+}
+
+/// `clients` tasks asking GetTrust of random loaded customers for `duration`.
+async fn query_trust(
+    standing_url: &str,
+    clients: usize,
+    customers: usize,
+    duration: Duration,
+) -> Result<Run> {
+    let channel = tonic::transport::Channel::from_shared(standing_url.to_owned())?.connect().await?;
+    let started = Instant::now();
+    let until = started + duration;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let mut standing = v1::standing_client::StandingClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = crate::stats::latency_histogram()?;
+            let mut queries = 0u64;
+            let mut next = client.wrapping_mul(7919);
+            while Instant::now() < until {
+                next = next.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let customer = format!("query-{}", (next >> 33) % customers.max(1));
+                let sent = Instant::now();
+                standing
+                    .get_trust(v1::GetTrustRequest { customer_id: customer, as_of: None, consistency: None })
+                    .await?;
+                crate::stats::record_latency(&mut histogram, sent.elapsed());
+                queries += 1;
+            }
+            anyhow::Ok((queries, histogram))
+        }));
+    }
+    let mut queries = 0;
+    let mut histogram = crate::stats::latency_histogram()?;
+    for task in tasks {
+        let (count, latencies) = task.await??;
+        queries += count;
+        histogram.add(&latencies).map_err(|error| anyhow!("merge histograms: {error}"))?;
+    }
+    Ok(Run::with_latencies(queries, started.elapsed(), &histogram))
+}
+
+/// `queries` sequential GetTrust calls for `deep` as of the middle of their history.
+async fn query_as_of(
+    standing_url: &str,
+    deep: &(String, prost_types::Timestamp),
+    queries: u64,
+) -> Result<Run> {
+    let mut standing = v1::standing_client::StandingClient::connect(standing_url.to_owned()).await?;
+    let mut histogram = crate::stats::latency_histogram()?;
+    let started = Instant::now();
+    for _ in 0..queries {
+        let sent = Instant::now();
+        let answer = standing
+            .get_trust(v1::GetTrustRequest {
+                customer_id: deep.0.clone(),
+                as_of: Some(deep.1),
+                consistency: None,
+            })
+            .await?
+            .into_inner();
+        ensure!(answer.stream_version >= 1000, "the deep customer has {} events", answer.stream_version);
+        crate::stats::record_latency(&mut histogram, sent.elapsed());
+    }
+    Ok(Run::with_latencies(queries, started.elapsed(), &histogram))
 }
 
 /// Waits until standing has applied the whole log (by the ledger's `ReadAll` end positions).
