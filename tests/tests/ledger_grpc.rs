@@ -254,17 +254,7 @@ async fn append_load(client: &mut LedgerClient<Channel>, round: &str, count: usi
         (0..count).map(|n| interaction(&format!("{round}-customer-{}", n % 16), &format!("{round}-i{n}"))),
     );
     let total = commands.len();
-    for chunk in commands.chunks(1000) {
-        let results = client
-            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        for result in &results {
-            assert!(matches!(result.result, Some(v1::batch_result::Result::Appended(_))), "{result:?}");
-        }
-    }
+    covenant_load::append_all(client, commands, 1000).await.unwrap();
     total
 }
 

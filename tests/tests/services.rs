@@ -379,17 +379,7 @@ async fn load(client: &mut LedgerClient<Channel>, round: &str, count: usize) {
     commands.extend(
         (0..count).map(|n| interaction(&format!("{round}-customer-{}", n % 16), &format!("{round}-i{n}"))),
     );
-    for chunk in commands.chunks(200) {
-        let results = client
-            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        for result in &results {
-            assert!(matches!(result.result, Some(v1::batch_result::Result::Appended(_))), "{result:?}");
-        }
-    }
+    covenant_load::append_all(client, commands, 200).await.unwrap();
 }
 
 /// Waits until `COVENANT_EVENTS` has received `messages` messages (30 s at most).

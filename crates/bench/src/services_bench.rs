@@ -298,20 +298,7 @@ async fn load_customers(ledger_url: &str, customers: usize) -> Result<()> {
             ]
         })
         .collect();
-    for chunk in commands.chunks(999) {
-        let results = ledger
-            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
-            .await?
-            .into_inner()
-            .results;
-        ensure!(
-            results.iter().all(|result| matches!(result.result, Some(v1::batch_result::Result::Appended(_)))),
-            "loading the query customers failed: {:?}",
-            results
-                .iter()
-                .find(|result| !matches!(result.result, Some(v1::batch_result::Result::Appended(_))))
-        );
-    }
+    covenant_load::append_all(&mut ledger, commands, 1000).await.context("loading the query customers")?;
     Ok(())
 }
 
@@ -353,20 +340,7 @@ async fn deep_customer(ledger_url: &str, events: usize) -> Result<(String, prost
             })),
         });
     }
-    for chunk in commands.chunks(1000) {
-        let results = ledger
-            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
-            .await?
-            .into_inner()
-            .results;
-        ensure!(
-            results.iter().all(|result| matches!(result.result, Some(v1::batch_result::Result::Appended(_)))),
-            "loading the deep customer failed: {:?}",
-            results
-                .iter()
-                .find(|result| !matches!(result.result, Some(v1::batch_result::Result::Appended(_))))
-        );
-    }
+    covenant_load::append_all(&mut ledger, commands, 1000).await.context("loading the deep customer")?;
     Ok((customer, in_days(-(events as i64) / 2)))
 }
 

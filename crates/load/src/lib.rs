@@ -348,6 +348,29 @@ pub async fn send(
     response.map(tonic::Response::into_inner)
 }
 
+/// Appends `commands` through `AppendBatch`, `chunk` commands per call (at most the ledger's
+/// 1000); fails naming the first item the ledger refused.
+pub async fn append_all(
+    client: &mut LedgerClient<Channel>,
+    commands: Vec<v1::BatchCommand>,
+    chunk: usize,
+) -> Result<()> {
+    for (index, chunk) in commands.chunks(chunk.clamp(1, 1000)).enumerate() {
+        let results = client
+            .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
+            .await?
+            .into_inner()
+            .results;
+        if let Some(refused) = results
+            .iter()
+            .position(|result| !matches!(result.result, Some(v1::batch_result::Result::Appended(_))))
+        {
+            return Err(anyhow!("batch {index}, item {refused} was refused: {:?}", results[refused].result));
+        }
+    }
+    Ok(())
+}
+
 /// One client's share of the run.
 struct Client {
     ledger: LedgerClient<Channel>,

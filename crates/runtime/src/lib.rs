@@ -59,6 +59,17 @@ pub fn install_exporter(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Counts one gRPC request of `service` (`covenant_requests_total`) and, when it failed, its code
+/// (`covenant_request_errors_total`).
+pub fn count_request<T>(service: &'static str, method: &'static str, result: &Result<T, tonic::Status>) {
+    metrics::counter!("covenant_requests_total", "service" => service, "method" => method).increment(1);
+    if let Err(status) = result {
+        let code = format!("{:?}", status.code());
+        metrics::counter!("covenant_request_errors_total", "service" => service, "method" => method, "code" => code)
+            .increment(1);
+    }
+}
+
 /// `--metrics-addr`: an address, or `off` (`None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetricsAddr(pub Option<SocketAddr>);

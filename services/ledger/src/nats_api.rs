@@ -118,7 +118,8 @@ async fn read_range(
         u16::try_from(from.partition).map_err(|_| format!("partition {} does not exist", from.partition))?;
     let events =
         log.read_partition(partition, from.offset, MAX_READ).await.map_err(|error| error.to_string())?;
-    let end = log.reader().partition_end(partition).map_err(|error| error.to_string())?;
+    // The committed offset (a watch, no disk read on this async worker): where the log ends.
+    let end = *log.committed(partition).map_err(|error| error.to_string())?.borrow();
     let next = events.last().map_or(from.offset, |event| event.position.offset + 1);
     Ok(v1::ReadAllResponse {
         events: events.iter().map(|event| envelope(event, Pii::Redact)).collect(),

@@ -17,15 +17,7 @@ use tonic::Status;
 
 /// Counts one request and, when it failed, its code.
 pub fn observe<T>(method: &'static str, started: Instant, result: &Result<T, Status>) {
-    metrics::counter!("covenant_requests_total", "service" => "ledger", "method" => method).increment(1);
-    match result {
-        Ok(_) => {}
-        Err(status) => {
-            let code = format!("{:?}", status.code());
-            metrics::counter!("covenant_request_errors_total", "service" => "ledger", "method" => method, "code" => code)
-                .increment(1);
-        }
-    }
+    covenant_runtime::count_request("ledger", method, result);
     metrics::histogram!("covenant_append_seconds", "service" => "ledger")
         .record(started.elapsed().as_secs_f64());
 }

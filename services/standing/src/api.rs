@@ -353,12 +353,7 @@ fn complaint_to_wire(complaint: &ComplaintRecord) -> v1::ComplaintView {
 }
 
 fn observe<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
-    metrics::counter!("covenant_requests_total", "service" => "standing", "method" => method).increment(1);
-    if let Err(status) = &result {
-        let code = format!("{:?}", status.code());
-        metrics::counter!("covenant_request_errors_total", "service" => "standing", "method" => method, "code" => code)
-            .increment(1);
-    }
+    covenant_runtime::count_request("standing", method, &result);
     result
 }
 
