@@ -70,6 +70,13 @@ pub(crate) fn run(event_bytes: usize, runs: usize) -> Result<()> {
             })?,
         ),
         (
+            "record decode into a borrowed view (checksum + postcard + position check)",
+            nanos_per_call(runs, iterations, || {
+                black_box(codec::decode_view(position, black_box(&workload.record))?);
+                Ok(())
+            })?,
+        ),
+        (
             "chain hash (blake3 of the record)",
             nanos_per_call(runs, iterations, || {
                 black_box(codec::chain_hash(black_box(&workload.record)));

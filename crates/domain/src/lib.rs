@@ -10,6 +10,8 @@
 //! - [`error`]: typed rejections, each with one status class.
 //! - [`deadlines`]: the watchdog's rules: due dates, SLA clocks, deterministic breach commands.
 //! - [`trust`]: the trust standing model (DESIGN §5), a pure function of a customer's history.
+//! - [`org_metrics`]: organisation metrics (NPS, CSAT, CES, promise keeping, reply and resolution times, SLA compliance) over a window, grouped.
+//! - [`views`]: recorded events decoded without copying (borrowed), for scans and replays.
 //! - [`sample`]: valid sample commands for tests, benchmarks and demos.
 //!
 //! The log (`covenant-log`) calls [`decide()`] inside its partition writers and persists the
@@ -22,10 +24,12 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod loyalty;
+pub mod org_metrics;
 pub mod sample;
 pub mod state;
 pub mod trust;
 pub mod values;
+pub mod views;
 
 #[cfg(test)]
 mod decide_tests;

@@ -118,9 +118,32 @@ impl fmt::Debug for Span {
 }
 
 /// An ISO 4217 currency code, three upper-case letters of an existing currency.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// Encoded as its code (a string); decoding validates it without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Currency([u8; 3]);
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CodeVisitor;
+        impl serde::de::Visitor<'_> for CodeVisitor {
+            type Value = Currency;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an ISO 4217 currency code")
+            }
+            fn visit_str<E: serde::de::Error>(self, code: &str) -> Result<Currency, E> {
+                Currency::new("currency", code).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(CodeVisitor)
+    }
+}
 
 impl Currency {
     /// Validates an ISO 4217 code such as `EUR`.
@@ -217,6 +240,11 @@ impl Text {
             return Err(DomainError::invalid_because(field, "contains control characters"));
         }
         Ok(Self(value))
+    }
+
+    /// Text read back from storage, already validated when it was recorded.
+    pub(crate) fn from_stored(value: &str) -> Self {
+        Self(value.to_owned())
     }
 
     /// Non-empty text of at most `max` bytes.

@@ -13,6 +13,7 @@
 //! To change a shape: add a new format number, keep the old decoder, and upcast old values to
 //! the current type on read. The golden-bytes tests fail on any silent change.
 
+use covenant_domain::views::RecordedEventView;
 use covenant_domain::{CustomerState, Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +108,17 @@ pub fn decode_body(position: Position, body: &[u8]) -> Result<RecordedEvent> {
         postcard::from_bytes(body).map_err(|error| corrupt(position, format!("does not decode: {error}")))?;
     check_position(position, event.position)?;
     Ok(event)
+}
+
+/// Checks a stored record's checksum and decodes the **whole** event without copying: every
+/// field is read, ids and texts borrow the record's bytes (see [`covenant_domain::views`]).
+/// [`RecordedEventView::to_owned`] gives the owned event when a caller keeps it.
+pub fn decode_view(position: Position, value: &[u8]) -> Result<RecordedEventView<'_>> {
+    let raw = split_record(position, value)?;
+    let view: RecordedEventView<'_> = postcard::from_bytes(raw.body)
+        .map_err(|error| corrupt(position, format!("does not decode: {error}")))?;
+    check_position(position, view.position)?;
+    Ok(view)
 }
 
 /// The envelope of a stored record, decoded without copying: ids and labels borrow the record's
@@ -290,7 +302,9 @@ mod tests {
             prop_assert_eq!(view.envelope.customer_id, event.customer_id.as_str());
             prop_assert_eq!(view.envelope.stream_version, event.stream_version);
             prop_assert_eq!(view.event_type(), event.event_type());
-            prop_assert_eq!(view.decode().unwrap(), event);
+            prop_assert_eq!(&view.decode().unwrap(), &event);
+            let full = decode_view(event.position, &bytes).unwrap();
+            prop_assert_eq!(full.to_owned().unwrap(), event);
         }
 
         #[test]
@@ -304,7 +318,8 @@ mod tests {
             let index = flip_at.index(bytes.len());
             bytes[index] ^= flip;
             let corrupt = matches!(decode_record(event.position, &bytes), Err(LogError::Corrupt { .. }))
-                && matches!(RecordView::parse(event.position, &bytes), Err(LogError::Corrupt { .. }));
+                && matches!(RecordView::parse(event.position, &bytes), Err(LogError::Corrupt { .. }))
+                && matches!(decode_view(event.position, &bytes), Err(LogError::Corrupt { .. }));
             prop_assert!(corrupt, "byte {} altered but the record still decoded", index);
         }
 
@@ -312,6 +327,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
             let position = Position { partition: 0, offset: 0 };
             let _ = decode_record(position, &bytes);
+            let _ = decode_view(position, &bytes);
             let _ = decode_head(&bytes);
             let _ = decode_outcome(&bytes);
         }
@@ -324,6 +340,8 @@ mod tests {
         let error = decode_record(Position { partition: 1, offset: 6 }, &bytes).unwrap_err();
         assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
         let error = RecordView::parse(Position { partition: 1, offset: 6 }, &bytes).unwrap_err();
+        assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
+        let error = decode_view(Position { partition: 1, offset: 6 }, &bytes).unwrap_err();
         assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
     }
 }

@@ -538,6 +538,23 @@ impl LogReader {
         })
     }
 
+    /// Visits up to `max` records of `partition` from `from_offset` on, each checked and decoded
+    /// whole but without copying ([`covenant_domain::views::RecordedEventView`]): the fast way
+    /// to replay the log when the visitor keeps only some of each event. Returns how many were
+    /// visited.
+    pub fn scan_events(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+        mut visit: impl FnMut(covenant_domain::views::RecordedEventView<'_>),
+    ) -> Result<usize> {
+        self.store.scan_partition(partition, from_offset, max, |position, value| {
+            visit(codec::decode_view(position, value)?);
+            Ok(())
+        })
+    }
+
     /// Visits up to `max` records of `partition` from `from_offset` on as [`codec::RecordView`]s:
     /// checksum checked and envelope decoded without copying; the payload is decoded only if the
     /// visitor calls [`codec::RecordView::decode`]. Returns how many were visited.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use covenant_domain::{CustomerId, Position, RecordedEvent};
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
-    Options, ReadOptions, WriteBatch, WriteOptions,
+    MemtableFactory, Options, ReadOptions, SliceTransform, WriteBatch, WriteOptions,
 };
 
 use crate::codec::{self, ChainHash, GENESIS_HASH, StoredOutcome, StreamHead};
@@ -46,9 +46,41 @@ pub struct PartitionVerification {
     pub problem: Option<(Position, String)>,
 }
 
-fn cf_options(point_lookups: bool) -> Options {
+/// The customer part (`[len][customer_id]`) of a `stream_index` or `commands` key.
+fn customer_part(key: &[u8]) -> &[u8] {
+    let end = key.first().map_or(0, |len| 1 + usize::from(*len)).min(key.len());
+    &key[..end]
+}
+
+/// Options of the customer-keyed column families written for every event (`stream_index`,
+/// `commands`, `streams`): their keys land all over the key space, and inserting them into one big skip
+/// list was most of the writer's time (cache misses on every level). A hash of skip lists,
+/// bucketed by customer, keeps each insert to one small list; lookups and reads of one
+/// customer (the only reads on the hot path) stay in their bucket.
+///
+/// `streams` (keyed by the bare customer id, rewritten on every group commit that touches the
+/// customer) gets the same memtable with the whole key as the bucket.
+fn customer_keyed_options(options: &mut Options, whole_key: bool) {
+    let prefix = if whole_key {
+        SliceTransform::create_noop()
+    } else {
+        SliceTransform::create("covenant.customer_part", customer_part, None)
+    };
+    options.set_prefix_extractor(prefix);
+    options.set_memtable_factory(MemtableFactory::HashSkipList {
+        bucket_count: 1 << 18,
+        height: 4,
+        branching_factor: 4,
+    });
+}
+
+fn cf_options(name: &str) -> Options {
+    let point_lookups = matches!(name, CF_STREAMS | CF_COMMANDS | keys::CF_KEYS);
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
+    if matches!(name, CF_STREAM_INDEX | CF_COMMANDS) {
+        customer_keyed_options(&mut options, name == CF_STREAMS);
+    }
     if point_lookups {
         // Most lookups here miss (a new command id, a new customer): a memtable bloom filter
         // answers those without searching the skip list.
@@ -81,10 +113,11 @@ impl Store {
         options.increase_parallelism(2);
         options.set_max_background_jobs(2);
         options.set_keep_log_file_num(4);
-        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
-            let point_lookups = matches!(*name, CF_STREAMS | CF_COMMANDS | keys::CF_KEYS);
-            ColumnFamilyDescriptor::new(*name, cf_options(point_lookups))
-        });
+        // Hash-bucketed memtables (see `customer_keyed_options`) need inserts from one thread
+        // at a time; each writer thread writes its group commits whole anyway.
+        options.set_allow_concurrent_memtable_write(false);
+        let descriptors =
+            COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
         let db = DB::open_cf_descriptors(&options, &config.path, descriptors)?;
         let mut store = Store { db, path: config.path.clone(), partition_count: 0 };
         store.partition_count = store.check_meta(config.partitions)?;
@@ -97,11 +130,11 @@ impl Store {
         if !path.join("CURRENT").exists() {
             return Err(LogError::Config(format!("no event log at {}", path.display())));
         }
-        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
-            let point_lookups = matches!(*name, CF_STREAMS | CF_COMMANDS | keys::CF_KEYS);
-            ColumnFamilyDescriptor::new(*name, cf_options(point_lookups))
-        });
-        let db = DB::open_cf_descriptors_read_only(&Options::default(), path, descriptors, false)?;
+        let descriptors =
+            COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
+        let mut options = Options::default();
+        options.set_allow_concurrent_memtable_write(false);
+        let db = DB::open_cf_descriptors_read_only(&options, path, descriptors, false)?;
         let mut store = Store { db, path: path.to_path_buf(), partition_count: 0 };
         let meta = store.cf(CF_META)?;
         let stored = store.db.get_cf(meta, keys::META_PARTITION_COUNT)?.ok_or_else(|| {
@@ -322,8 +355,14 @@ impl Store {
         let prefix = keys::stream_index_prefix(customer_id.as_str());
         let mut offsets = Vec::new();
         let start = keys::stream_index_key(customer_id.as_str(), from_version.max(1));
-        let iterator =
-            self.db.iterator_cf(self.cf(CF_STREAM_INDEX)?, IteratorMode::From(&start, Direction::Forward));
+        // One customer's entries: a prefix seek (the memtable's bucket of that customer).
+        let mut read_options = ReadOptions::default();
+        read_options.set_prefix_same_as_start(true);
+        let iterator = self.db.iterator_cf_opt(
+            self.cf(CF_STREAM_INDEX)?,
+            read_options,
+            IteratorMode::From(&start, Direction::Forward),
+        );
         for item in iterator {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || offsets.len() >= max {
@@ -401,7 +440,10 @@ impl Store {
         let commands = self.cf(CF_COMMANDS)?;
         let mut purged = 0;
         let mut batch = WriteBatch::default();
-        for item in self.db.iterator_cf(commands, IteratorMode::Start) {
+        // Every customer's outcomes, in key order across the hash-bucketed memtable.
+        let mut read_options = ReadOptions::default();
+        read_options.set_total_order_seek(true);
+        for item in self.db.iterator_cf_opt(commands, read_options, IteratorMode::Start) {
             let (key, value) = item?;
             let outcome = codec::decode_outcome(&value)?;
             if outcome.recorded_at < cutoff {

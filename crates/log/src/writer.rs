@@ -128,6 +128,8 @@ struct Batch {
     touched: Map<CustomerId, StreamHead>,
     /// Streams this batch appended to (their heads are written).
     dirty: Vec<CustomerId>,
+    /// Records of this batch as `(key, value)`, put into `write` in key order when written.
+    records: Vec<([u8; 10], Vec<u8>)>,
     /// Outcomes of commands appended in this batch, for retries within the same batch.
     outcomes: Map<(CustomerId, CommandId), StoredOutcome>,
     now: Timestamp,
@@ -158,6 +160,7 @@ impl Writer {
             chains: self.partitions.iter().map(|owned| owned.chain).collect(),
             touched: Map::default(),
             dirty: Vec::new(),
+            records: Vec::new(),
             outcomes: Map::default(),
             now: self.clock.now(),
         };
@@ -240,6 +243,14 @@ impl Writer {
     }
 
     fn write(&self, batch: &mut Batch) -> Result<()> {
+        // Records go in key order: RocksDB's skip list inserts ascending keys in constant time
+        // (it keeps the last insert's position), while the batch decided them interleaved
+        // across partitions.
+        batch.records.sort_unstable_by_key(|(key, _)| *key);
+        let events_cf = self.store.cf(CF_EVENTS)?;
+        for (key, value) in batch.records.drain(..) {
+            batch.write.put_cf(events_cf, key, value);
+        }
         let streams = self.store.cf(CF_STREAMS)?;
         for customer_id in &batch.dirty {
             if let Some(head) = batch.touched.get(customer_id) {
@@ -350,10 +361,9 @@ impl Writer {
             chain.next_offset += 1;
             chain.last_hash = hash;
         }
-        let events_cf = self.store.cf(CF_EVENTS)?;
         let index_cf = self.store.cf(CF_STREAM_INDEX)?;
         for (offset, version, value) in encoded {
-            batch.write.put_cf(events_cf, keys::event_key(partition, offset), value);
+            batch.records.push((keys::event_key(partition, offset), value));
             batch.write.put_cf(
                 index_cf,
                 keys::stream_index_key(customer_id.as_str(), version),
