@@ -29,6 +29,40 @@ pub fn header_at(
     })
 }
 
+/// A command header by agent `agent-7` of `team`, by phone, for something that happened at
+/// `occurred_at` (`None`: when it is recorded).
+pub fn team_header(
+    customer: &str,
+    command: &str,
+    team: &str,
+    occurred_at: Option<prost_types::Timestamp>,
+) -> Option<v1::CommandHeader> {
+    let mut header = header_at(customer, command, None, occurred_at);
+    if let Some(header) = header.as_mut() {
+        header.team = team.into();
+    }
+    header
+}
+
+/// An answer `score` to survey `survey` of `kind`, recorded now by agent `agent-7` of `team`.
+pub fn answer_survey(
+    customer: &str,
+    command: &str,
+    survey: &str,
+    kind: v1::SurveyKind,
+    score: u32,
+    team: &str,
+) -> v1::AnswerSurveyRequest {
+    v1::AnswerSurveyRequest {
+        header: team_header(customer, command, team, None),
+        survey_id: survey.into(),
+        kind: kind as i32,
+        score,
+        comment: String::new(),
+        related_ref: None,
+    }
+}
+
 pub fn register(customer: &str, command: &str) -> v1::RegisterCustomerRequest {
     v1::RegisterCustomerRequest {
         header: header(customer, command, None),

@@ -6,6 +6,8 @@
 //!   second expires through the watchdog (`PromiseBroken{detection: deadline}`) and trust drops.
 //! - A complaint's SLA breach that passes while the watchdog is down is recorded after its
 //!   restart, exactly once, also across a second restart.
+//! - Organisation metrics over gRPC: survey scores and promise keeping per team, and customers
+//!   per trust and loyalty band, exact to the count.
 //! - Across a SIGKILL of standing, of the ledger (its relay) and of nats-server mid-load, every
 //!   event reaches standing exactly once: its timelines equal the ledger's streams.
 
@@ -20,7 +22,8 @@ use covenant_proto::v1::ledger_client::LedgerClient;
 use covenant_proto::v1::standing_client::StandingClient;
 use covenant_tests::processes::{ServiceProcess, test_dir};
 use covenant_tests::requests::{
-    batch, header_at, in_seconds, interaction, keep_promise, make_promise, promise_due, register,
+    answer_survey, batch, header, header_at, in_seconds, interaction, keep_promise, make_promise,
+    promise_due, register, team_header,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -356,6 +359,182 @@ async fn an_sla_breach_during_watchdog_downtime_is_recorded_once_after_restart()
     let resolution =
         complaints[0].sla.iter().find(|clock| clock.target == v1::SlaTarget::Resolution as i32).unwrap();
     assert!(!resolution.breached && resolution.stopped_at.is_none());
+}
+
+#[tokio::test]
+async fn org_metrics_over_grpc_group_by_team() {
+    let dir = test_dir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let ledger = start_ledger(dir.path(), &nats);
+    let standing = start_standing(dir.path(), &nats);
+    let mut client = LedgerClient::new(connect(&ledger).await);
+    let mut standing = StandingClient::new(connect(&standing).await);
+    // Every position written: the customers hash to different partitions, and read-your-writes
+    // needs each of them.
+    let mut positions = Vec::new();
+
+    // NPS 10, 9 and 3 for support: 2 promoters, 1 detractor of 3 → round(100 × 1/3) = 33.
+    // CSAT 5 for sales: 1 of 1 satisfied → 100 %.
+    let surveys = [
+        ("nps-a", v1::SurveyKind::Nps, 10, "support"),
+        ("nps-b", v1::SurveyKind::Nps, 9, "support"),
+        ("nps-c", v1::SurveyKind::Nps, 3, "support"),
+        ("csat-a", v1::SurveyKind::Csat, 5, "sales"),
+    ];
+    for (customer, kind, score, team) in surveys {
+        client.register_customer(register(customer, &format!("{customer}-1"))).await.unwrap();
+        let answered = client
+            .answer_survey(answer_survey(customer, &format!("{customer}-2"), "survey-1", kind, score, team))
+            .await
+            .unwrap()
+            .into_inner();
+        positions.extend(answered.positions);
+    }
+    // Two promises by support, made two hours ago and due an hour ago: one kept 90 minutes ago
+    // (on time), one reported broken.
+    client.register_customer(register("promisee", "pr-1")).await.unwrap();
+    for (command, promise) in [("pr-2", "kept"), ("pr-3", "broken")] {
+        client
+            .make_promise(v1::MakePromiseRequest {
+                header: team_header("promisee", command, "support", Some(in_seconds(-2 * 3600))),
+                ..promise_due("promisee", command, promise, in_seconds(-3600), 0)
+            })
+            .await
+            .unwrap();
+    }
+    client
+        .keep_promise(v1::KeepPromiseRequest {
+            kept_at: Some(in_seconds(-90 * 60)),
+            ..keep_promise("promisee", "pr-4", "kept")
+        })
+        .await
+        .unwrap();
+    let broken = client
+        .report_broken_promise(v1::ReportBrokenPromiseRequest {
+            header: header("promisee", "pr-5", None),
+            promise_id: "broken".into(),
+            detection: v1::BreakDetection::CustomerReport as i32,
+            reason: "nobody called".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    positions.extend(broken.positions);
+
+    let request = |from: i64, to: i64, group_by: v1::OrgGroupBy| v1::GetOrgMetricsRequest {
+        from: Some(in_seconds(from)),
+        to: Some(in_seconds(to)),
+        group_by: group_by as i32,
+        consistency: after(&positions),
+    };
+    let day = 24 * 3600;
+    let metrics =
+        standing.get_org_metrics(request(-day, 3600, v1::OrgGroupBy::Team)).await.unwrap().into_inner();
+    let names: Vec<&str> = metrics.groups.iter().map(|group| group.group.as_str()).collect();
+    assert_eq!(names, ["sales", "support"], "{metrics:#?}");
+    let (sales, support) = (&metrics.groups[0], &metrics.groups[1]);
+
+    let nps = support.nps.as_ref().unwrap();
+    assert_eq!((nps.answers, nps.promoters, nps.passives, nps.detractors), (3, 2, 0, 1));
+    assert_eq!(nps.score, Some(33));
+    assert_eq!(support.csat.as_ref().unwrap().answers, 0);
+    assert_eq!(support.csat.as_ref().unwrap().satisfied_percent, None);
+    let promises = support.promises.as_ref().unwrap();
+    assert_eq!((promises.due, promises.kept_on_time, promises.kept_late, promises.broken), (2, 1, 0, 1));
+    assert_eq!((promises.open_past_due, promises.not_yet_due), (0, 0));
+    assert_eq!(promises.keeping_rate_percent, Some(50.0));
+
+    let csat = sales.csat.as_ref().unwrap();
+    assert_eq!((csat.answers, csat.satisfied, csat.satisfied_percent), (1, 1, Some(100.0)));
+    assert_eq!(sales.nps.as_ref().unwrap().answers, 0);
+    assert_eq!(sales.nps.as_ref().unwrap().score, None);
+    assert_eq!(sales.promises.as_ref().unwrap().due, 0);
+    assert_eq!(sales.promises.as_ref().unwrap().keeping_rate_percent, None);
+    for group in &metrics.groups {
+        let complaints = group.complaints.as_ref().unwrap();
+        assert_eq!(complaints.opened, 0);
+        assert_eq!(complaints.responsiveness, v1::ResponsivenessTier::Unspecified as i32);
+        assert_eq!(group.sla.as_ref().unwrap().compliance_percent, None);
+    }
+
+    // Bands, as of now (before `to`): the four who only answered a survey have no trust
+    // evidence (unproven); the promisee kept one and broke one: (1+1)/(1+12+2) → 13, broken.
+    assert_eq!(
+        metrics.trust_bands,
+        Some(v1::TrustBandCounts { unproven: 4, broken: 1, strained: 0, stable: 0, trusted: 0 })
+    );
+    // Loyalty: the same bands GetLoyalty gives each customer.
+    let mut expected = v1::LoyaltyBandCounts::default();
+    for customer in ["nps-a", "nps-b", "nps-c", "csat-a", "promisee"] {
+        let loyalty = standing
+            .get_loyalty(v1::GetLoyaltyRequest {
+                customer_id: customer.into(),
+                as_of: None,
+                consistency: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let count = match v1::LoyaltyBand::try_from(loyalty.band).unwrap() {
+            v1::LoyaltyBand::InsufficientData => &mut expected.insufficient_data,
+            v1::LoyaltyBand::Detached => &mut expected.detached,
+            v1::LoyaltyBand::AtRisk => &mut expected.at_risk,
+            v1::LoyaltyBand::Neutral => &mut expected.neutral,
+            v1::LoyaltyBand::Loyal => &mut expected.loyal,
+            v1::LoyaltyBand::Champion => &mut expected.champion,
+            v1::LoyaltyBand::Unspecified => panic!("{loyalty:?}"),
+        };
+        *count += 1;
+    }
+    let loyalty_bands = metrics.loyalty_bands.unwrap();
+    assert_eq!(loyalty_bands, expected);
+    let counted = loyalty_bands.insufficient_data
+        + loyalty_bands.detached
+        + loyalty_bands.at_risk
+        + loyalty_bands.neutral
+        + loyalty_bands.loyal
+        + loyalty_bands.champion;
+    assert_eq!(counted, 5);
+
+    // Overall (the default): one group with every answer and promise.
+    let overall = standing
+        .get_org_metrics(request(-day, 3600, v1::OrgGroupBy::Unspecified))
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(overall.len(), 1);
+    assert_eq!(overall[0].group, "all");
+    assert_eq!((overall[0].nps.as_ref().unwrap().answers, overall[0].csat.as_ref().unwrap().answers), (3, 1));
+    assert_eq!(overall[0].promises.as_ref().unwrap().due, 2);
+
+    // A window before everything: no groups, and nobody was a customer yet at its end.
+    let past = request(-3 * day, -2 * day, v1::OrgGroupBy::Team);
+    let past_end = past.to;
+    let before = standing.get_org_metrics(past).await.unwrap().into_inner();
+    assert!(before.groups.is_empty(), "{before:#?}");
+    assert_eq!(before.trust_bands, Some(v1::TrustBandCounts::default()));
+    assert_eq!(before.loyalty_bands, Some(v1::LoyaltyBandCounts::default()));
+    assert_eq!(before.bands_as_of, past_end, "bands as of the window's end, which is before now");
+
+    // Bad requests name the field.
+    let mut missing = request(-day, 3600, v1::OrgGroupBy::Team);
+    missing.from = None;
+    let status = standing.get_org_metrics(missing).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.message(), "from: is required");
+    let status = standing.get_org_metrics(request(3600, -day, v1::OrgGroupBy::Team)).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::InvalidArgument, "to: must be after from"));
+    let status = standing.get_org_metrics(request(-401 * day, 0, v1::OrgGroupBy::Team)).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, "to: the window is longer than 400 days")
+    );
+    let mut unknown = request(-day, 3600, v1::OrgGroupBy::Team);
+    unknown.group_by = 42;
+    let status = standing.get_org_metrics(unknown).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("group_by:"), "{}", status.message());
 }
 
 /// Appends `count` interactions (and a promise per customer) for 16 customers of `round`.

@@ -2,18 +2,22 @@
 //!
 //! Store reads run on the blocking pool. Trust and loyalty are computed by the pure models of
 //! `covenant_domain::{trust, loyalty}` from the customer's stored history at the asked instant,
-//! so the live answer and a replay of the log always agree.
+//! so the live answer and a replay of the log always agree. Organisation metrics are computed by
+//! the pure `covenant_domain::org_metrics` from the facts the projections hold.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use covenant_bus::Consumer;
 use covenant_bus::consumer::WaitError;
-use covenant_domain::RecordedEvent;
-use covenant_domain::Timestamp;
 use covenant_domain::ids::CustomerId;
-use covenant_domain::loyalty::{Lifecycle, LoyaltyBand, LoyaltyParams, RiskReason, loyalty};
-use covenant_domain::trust::{HistoryEvent, TrustBand, TrustParams, trust};
+use covenant_domain::loyalty::{Lifecycle, LoyaltyBand, LoyaltyParams, LoyaltyStanding, RiskReason, loyalty};
+use covenant_domain::org_metrics::{
+    CesMetrics, ComplaintMetrics, CsatMetrics, DurationSummary, GroupBy, GroupMetrics, NpsMetrics,
+    PromiseMetrics, ResponsivenessTier, SlaMetrics, Window, org_metrics,
+};
+use covenant_domain::trust::{HistoryEvent, TrustBand, TrustParams, TrustStanding, trust};
+use covenant_domain::{RecordedEvent, Span, Timestamp};
 use covenant_proto::convert::enums::{
     break_detection_to_wire, channel_to_wire, complaint_category_to_wire, priority_to_wire,
     promise_kind_to_wire, severity_to_wire, sla_target_to_wire,
@@ -33,6 +37,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Page sizes of the lists.
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
+/// The longest window `GetOrgMetrics` accepts.
+pub const MAX_METRICS_WINDOW_DAYS: i64 = 400;
 
 /// The `Standing` service.
 #[derive(Debug, Clone)]
@@ -50,6 +56,19 @@ fn history_of(events: &[RecordedEvent]) -> impl Iterator<Item = HistoryEvent<'_>
         occurred_at: event.metadata.occurred_at,
         event: &event.event,
     })
+}
+
+/// A customer's trust and loyalty at `as_of`, from their stored history (events that happened
+/// after `as_of` do not count).
+fn standing_at(
+    history: &[RecordedEvent],
+    as_of: Timestamp,
+    trust_params: &TrustParams,
+    loyalty_params: &LoyaltyParams,
+) -> (TrustStanding, LoyaltyStanding) {
+    let trust = trust(history_of(history), as_of, trust_params);
+    let standing = loyalty(history_of(history), as_of, &trust, loyalty_params);
+    (trust, standing)
 }
 
 impl StandingApi {
@@ -224,7 +243,7 @@ fn segment_of(history: &[RecordedEvent]) -> String {
 
 fn loyalty_to_wire(
     customer: &CustomerId,
-    standing: &covenant_domain::loyalty::LoyaltyStanding,
+    standing: &LoyaltyStanding,
     trust_score: u8,
     stream_version: u64,
 ) -> v1::LoyaltyStanding {
@@ -352,6 +371,153 @@ fn complaint_to_wire(complaint: &ComplaintRecord) -> v1::ComplaintView {
     }
 }
 
+/// The window of a `GetOrgMetrics` request: both ends required, `from` before `to`, at most
+/// [`MAX_METRICS_WINDOW_DAYS`] long.
+fn metrics_window(
+    from: Option<&prost_types::Timestamp>,
+    to: Option<&prost_types::Timestamp>,
+) -> Result<Window, Status> {
+    let from =
+        optional_timestamp("from", from)?.ok_or_else(|| Status::invalid_argument("from: is required"))?;
+    let to = optional_timestamp("to", to)?.ok_or_else(|| Status::invalid_argument("to: is required"))?;
+    if to <= from {
+        return Err(Status::invalid_argument("to: must be after from"));
+    }
+    if to.since(from) > Span::from_days(MAX_METRICS_WINDOW_DAYS) {
+        return Err(Status::invalid_argument(format!(
+            "to: the window is longer than {MAX_METRICS_WINDOW_DAYS} days"
+        )));
+    }
+    Window::new(from, to).map_err(|error| Status::invalid_argument(format!("to: {error}")))
+}
+
+fn group_by_from_wire(value: i32) -> Result<GroupBy, Status> {
+    match v1::OrgGroupBy::try_from(value) {
+        Ok(v1::OrgGroupBy::Unspecified | v1::OrgGroupBy::Overall) => Ok(GroupBy::Overall),
+        Ok(v1::OrgGroupBy::Team) => Ok(GroupBy::Team),
+        Ok(v1::OrgGroupBy::Channel) => Ok(GroupBy::Channel),
+        Ok(v1::OrgGroupBy::Agent) => Ok(GroupBy::Agent),
+        Ok(v1::OrgGroupBy::PromiseKind) => Ok(GroupBy::PromiseKind),
+        Err(_) => Err(Status::invalid_argument(format!("group_by: {value} is not a grouping"))),
+    }
+}
+
+fn count_trust_band(counts: &mut v1::TrustBandCounts, band: TrustBand) {
+    let count = match band {
+        TrustBand::Unproven => &mut counts.unproven,
+        TrustBand::Broken => &mut counts.broken,
+        TrustBand::Strained => &mut counts.strained,
+        TrustBand::Stable => &mut counts.stable,
+        TrustBand::Trusted => &mut counts.trusted,
+    };
+    *count += 1;
+}
+
+fn count_loyalty_band(counts: &mut v1::LoyaltyBandCounts, band: LoyaltyBand) {
+    let count = match band {
+        LoyaltyBand::InsufficientData => &mut counts.insufficient_data,
+        LoyaltyBand::Detached => &mut counts.detached,
+        LoyaltyBand::AtRisk => &mut counts.at_risk,
+        LoyaltyBand::Neutral => &mut counts.neutral,
+        LoyaltyBand::Loyal => &mut counts.loyal,
+        LoyaltyBand::Champion => &mut counts.champion,
+    };
+    *count += 1;
+}
+
+fn duration_to_wire(summary: &DurationSummary) -> v1::OrgDurationSummary {
+    v1::OrgDurationSummary {
+        samples: summary.samples,
+        p50_seconds: summary.p50_secs,
+        p90_seconds: summary.p90_secs,
+    }
+}
+
+fn responsiveness_to_wire(tier: Option<ResponsivenessTier>) -> i32 {
+    (match tier {
+        None => v1::ResponsivenessTier::Unspecified,
+        Some(ResponsivenessTier::Immediate) => v1::ResponsivenessTier::Immediate,
+        Some(ResponsivenessTier::NextBusinessDay) => v1::ResponsivenessTier::NextBusinessDay,
+        Some(ResponsivenessTier::Slow) => v1::ResponsivenessTier::Slow,
+        Some(ResponsivenessTier::Never) => v1::ResponsivenessTier::Never,
+    }) as i32
+}
+
+fn sla_to_wire(sla: &SlaMetrics) -> v1::OrgSlaMetrics {
+    v1::OrgSlaMetrics {
+        decided: sla.decided,
+        met: sla.met,
+        missed: sla.missed,
+        undecided: sla.undecided,
+        compliance_percent: sla.compliance_percent,
+    }
+}
+
+fn group_to_wire(group: GroupMetrics) -> v1::OrgGroupMetrics {
+    let GroupMetrics {
+        group,
+        nps: NpsMetrics { answers, promoters, passives, detractors, score },
+        csat: CsatMetrics { answers: csat_answers, satisfied, satisfied_percent },
+        ces: CesMetrics { answers: ces_answers, mean, at_least_5, at_least_5_percent },
+        promises:
+            PromiseMetrics {
+                due,
+                kept_on_time,
+                kept_late,
+                partially_kept,
+                broken,
+                open_past_due,
+                cancelled,
+                not_yet_due,
+                keeping_rate_percent,
+            },
+        complaints:
+            ComplaintMetrics {
+                opened,
+                replied,
+                awaiting_reply,
+                resolved,
+                first_reply,
+                resolution,
+                responsiveness,
+            },
+        sla,
+        sla_first_reply,
+        sla_resolution,
+        ignored_out_of_range,
+    } = group;
+    v1::OrgGroupMetrics {
+        group,
+        nps: Some(v1::OrgNpsMetrics { answers, promoters, passives, detractors, score }),
+        csat: Some(v1::OrgCsatMetrics { answers: csat_answers, satisfied, satisfied_percent }),
+        ces: Some(v1::OrgCesMetrics { answers: ces_answers, mean, at_least_5, at_least_5_percent }),
+        promises: Some(v1::OrgPromiseMetrics {
+            due,
+            kept_on_time,
+            kept_late,
+            partially_kept,
+            broken,
+            open_past_due,
+            cancelled,
+            not_yet_due,
+            keeping_rate_percent,
+        }),
+        complaints: Some(v1::OrgComplaintMetrics {
+            opened,
+            replied,
+            awaiting_reply,
+            resolved,
+            first_reply: first_reply.as_ref().map(duration_to_wire),
+            resolution: resolution.as_ref().map(duration_to_wire),
+            responsiveness: responsiveness_to_wire(responsiveness),
+        }),
+        sla: Some(sla_to_wire(&sla)),
+        sla_first_reply: Some(sla_to_wire(&sla_first_reply)),
+        sla_resolution: Some(sla_to_wire(&sla_resolution)),
+        ignored_out_of_range,
+    }
+}
+
 fn observe<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
     covenant_runtime::count_request("standing", method, &result);
     result
@@ -407,8 +573,7 @@ impl StandingApi {
         let (stream_version, trust_score, standing) = self
             .read(move |store| {
                 let history = store.history(&wanted)?;
-                let trust = trust(history_of(&history), as_of, &trust_params);
-                let standing = loyalty(history_of(&history), as_of, &trust, &loyalty_params);
+                let (trust, standing) = standing_at(&history, as_of, &trust_params, &loyalty_params);
                 Ok((history.last().map(|event| event.stream_version), trust.score, standing))
             })
             .await?;
@@ -443,8 +608,7 @@ impl StandingApi {
                     if !segment.is_empty() && customer_segment != segment {
                         continue;
                     }
-                    let trust = trust(history_of(&history), now, &trust_params);
-                    let standing = loyalty(history_of(&history), now, &trust, &loyalty_params);
+                    let (trust, standing) = standing_at(&history, now, &trust_params, &loyalty_params);
                     let wire = loyalty_to_wire(&customer, &standing, trust.score, last.stream_version);
                     if (at_risk_only && !standing.at_risk)
                         || (!bands.is_empty() && !bands.contains(&wire.band))
@@ -478,6 +642,49 @@ impl StandingApi {
         Ok(v1::ListAtRiskResponse {
             customers: page.into_iter().take(size).map(|(_, customer)| customer).collect(),
             next_page_token,
+        })
+    }
+
+    /// Organisation metrics over `[from, to)` (`covenant_domain::org_metrics`), and the customers
+    /// per trust and loyalty band at `min(to, now)`.
+    ///
+    /// Cost: the survey answers of the window are one range scan of `surveys`, but every promise
+    /// and complaint is read (O(all promises and complaints)), and the band counts compute every
+    /// customer's trust and loyalty from their whole history (O(all events), as `ListAtRisk`),
+    /// all per request: fine for thousands of customers, not for 100k.
+    async fn get_org_metrics(
+        &self,
+        request: v1::GetOrgMetricsRequest,
+    ) -> Result<v1::GetOrgMetricsResponse, Status> {
+        let window = metrics_window(request.from.as_ref(), request.to.as_ref())?;
+        let group_by = group_by_from_wire(request.group_by)?;
+        self.consistent(request.consistency.as_ref()).await?;
+        let (trust_params, loyalty_params) = (self.trust_params, self.loyalty_params);
+        let now = Timestamp::now();
+        let as_of = window.to.min(now);
+        let (groups, trust_bands, loyalty_bands) = self
+            .read(move |store| {
+                let groups = org_metrics(store.org_facts(window)?, window, group_by, now);
+                let mut trust_bands = v1::TrustBandCounts::default();
+                let mut loyalty_bands = v1::LoyaltyBandCounts::default();
+                for customer in store.customer_ids()? {
+                    let history = store.history(&customer)?;
+                    // Not a customer yet at `as_of`.
+                    if !history.iter().any(|event| event.metadata.occurred_at <= as_of) {
+                        continue;
+                    }
+                    let (trust, standing) = standing_at(&history, as_of, &trust_params, &loyalty_params);
+                    count_trust_band(&mut trust_bands, trust.band);
+                    count_loyalty_band(&mut loyalty_bands, standing.band);
+                }
+                Ok((groups, trust_bands, loyalty_bands))
+            })
+            .await?;
+        Ok(v1::GetOrgMetricsResponse {
+            groups: groups.into_iter().map(group_to_wire).collect(),
+            trust_bands: Some(trust_bands),
+            loyalty_bands: Some(loyalty_bands),
+            bands_as_of: Some(timestamp_to_wire(as_of)),
         })
     }
 
@@ -590,6 +797,13 @@ impl standing_server::Standing for StandingApi {
             .map(Response::new)
     }
 
+    async fn get_org_metrics(
+        &self,
+        request: Request<v1::GetOrgMetricsRequest>,
+    ) -> Result<Response<v1::GetOrgMetricsResponse>, Status> {
+        observe("GetOrgMetrics", self.get_org_metrics(request.into_inner()).await).map(Response::new)
+    }
+
     async fn get_progress(
         &self,
         _request: Request<v1::GetProgressRequest>,
@@ -639,5 +853,175 @@ mod tests {
         assert_eq!(page_size("page_size", 1000).unwrap(), 1000);
         let status = page_size("page_size", 1001).unwrap_err();
         assert!(status.message().starts_with("page_size: 1001"));
+    }
+
+    fn wire(seconds: i64) -> prost_types::Timestamp {
+        prost_types::Timestamp { seconds: 1_800_000_000 + seconds, nanos: 0 }
+    }
+
+    #[test]
+    fn metrics_windows_are_checked_naming_the_field() {
+        let message = |from: Option<prost_types::Timestamp>, to: Option<prost_types::Timestamp>| {
+            let status = metrics_window(from.as_ref(), to.as_ref()).unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument);
+            status.message().to_owned()
+        };
+        assert_eq!(message(None, Some(wire(1))), "from: is required");
+        assert_eq!(message(Some(wire(0)), None), "to: is required");
+        assert_eq!(message(Some(wire(5)), Some(wire(5))), "to: must be after from");
+        assert_eq!(message(Some(wire(5)), Some(wire(4))), "to: must be after from");
+        let day = 86_400;
+        assert_eq!(
+            message(Some(wire(0)), Some(wire(400 * day + 1))),
+            "to: the window is longer than 400 days"
+        );
+        assert!(
+            message(Some(prost_types::Timestamp { seconds: -5, nanos: 0 }), Some(wire(0)))
+                .starts_with("from:")
+        );
+        assert!(
+            message(Some(wire(0)), Some(prost_types::Timestamp { seconds: 1, nanos: -1 })).starts_with("to:")
+        );
+
+        let window = metrics_window(Some(&wire(0)), Some(&wire(400 * day))).unwrap();
+        assert_eq!(window.to.since(window.from), Span::from_days(400));
+        assert_eq!(window.from, timestamp_from_wire("from", &wire(0)).unwrap());
+    }
+
+    #[test]
+    fn groupings_default_to_overall_and_unknown_ones_are_refused() {
+        assert_eq!(group_by_from_wire(0).unwrap(), GroupBy::Overall);
+        assert_eq!(group_by_from_wire(v1::OrgGroupBy::Overall as i32).unwrap(), GroupBy::Overall);
+        assert_eq!(group_by_from_wire(v1::OrgGroupBy::Team as i32).unwrap(), GroupBy::Team);
+        assert_eq!(group_by_from_wire(v1::OrgGroupBy::Channel as i32).unwrap(), GroupBy::Channel);
+        assert_eq!(group_by_from_wire(v1::OrgGroupBy::Agent as i32).unwrap(), GroupBy::Agent);
+        assert_eq!(group_by_from_wire(v1::OrgGroupBy::PromiseKind as i32).unwrap(), GroupBy::PromiseKind);
+        let status = group_by_from_wire(42).unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with("group_by:"), "{}", status.message());
+    }
+
+    #[test]
+    fn group_metrics_map_to_the_wire_field_by_field() {
+        let group = GroupMetrics {
+            group: "support".into(),
+            nps: NpsMetrics { answers: 3, promoters: 2, passives: 0, detractors: 1, score: Some(33) },
+            csat: CsatMetrics { answers: 0, satisfied: 0, satisfied_percent: None },
+            ces: CesMetrics { answers: 2, mean: Some(5.5), at_least_5: 1, at_least_5_percent: Some(50.0) },
+            promises: PromiseMetrics {
+                due: 6,
+                kept_on_time: 1,
+                kept_late: 2,
+                partially_kept: 1,
+                broken: 1,
+                open_past_due: 1,
+                cancelled: 4,
+                not_yet_due: 5,
+                keeping_rate_percent: Some(100.0 / 6.0),
+            },
+            complaints: ComplaintMetrics {
+                opened: 3,
+                replied: 2,
+                awaiting_reply: 1,
+                resolved: 1,
+                first_reply: Some(DurationSummary { samples: 2, p50_secs: 60.0, p90_secs: 7200.0 }),
+                resolution: None,
+                responsiveness: Some(ResponsivenessTier::Immediate),
+            },
+            sla: SlaMetrics {
+                decided: 3,
+                met: 2,
+                missed: 1,
+                undecided: 1,
+                compliance_percent: Some(200.0 / 3.0),
+            },
+            sla_first_reply: SlaMetrics {
+                decided: 1,
+                met: 1,
+                missed: 0,
+                undecided: 0,
+                compliance_percent: Some(100.0),
+            },
+            sla_resolution: SlaMetrics {
+                decided: 2,
+                met: 1,
+                missed: 1,
+                undecided: 1,
+                compliance_percent: Some(50.0),
+            },
+            ignored_out_of_range: 7,
+        };
+        let wire = group_to_wire(group);
+        assert_eq!(wire.group, "support");
+        assert_eq!(
+            wire.nps,
+            Some(v1::OrgNpsMetrics { answers: 3, promoters: 2, passives: 0, detractors: 1, score: Some(33) })
+        );
+        assert_eq!(wire.csat, Some(v1::OrgCsatMetrics { answers: 0, satisfied: 0, satisfied_percent: None }));
+        assert_eq!(
+            wire.ces,
+            Some(v1::OrgCesMetrics {
+                answers: 2,
+                mean: Some(5.5),
+                at_least_5: 1,
+                at_least_5_percent: Some(50.0)
+            })
+        );
+        let promises = wire.promises.unwrap();
+        assert_eq!(
+            (
+                promises.due,
+                promises.kept_on_time,
+                promises.kept_late,
+                promises.partially_kept,
+                promises.broken
+            ),
+            (6, 1, 2, 1, 1)
+        );
+        assert_eq!((promises.open_past_due, promises.cancelled, promises.not_yet_due), (1, 4, 5));
+        assert_eq!(promises.keeping_rate_percent, Some(100.0 / 6.0));
+        let complaints = wire.complaints.unwrap();
+        assert_eq!(
+            (complaints.opened, complaints.replied, complaints.awaiting_reply, complaints.resolved),
+            (3, 2, 1, 1)
+        );
+        assert_eq!(
+            complaints.first_reply,
+            Some(v1::OrgDurationSummary { samples: 2, p50_seconds: 60.0, p90_seconds: 7200.0 })
+        );
+        assert_eq!(complaints.resolution, None);
+        assert_eq!(complaints.responsiveness, v1::ResponsivenessTier::Immediate as i32);
+        assert_eq!(
+            wire.sla,
+            Some(v1::OrgSlaMetrics {
+                decided: 3,
+                met: 2,
+                missed: 1,
+                undecided: 1,
+                compliance_percent: Some(200.0 / 3.0)
+            })
+        );
+        assert_eq!(wire.sla_first_reply.unwrap().decided, 1);
+        assert_eq!(wire.sla_resolution.unwrap().compliance_percent, Some(50.0));
+        assert_eq!(wire.ignored_out_of_range, 7);
+        assert_eq!(responsiveness_to_wire(None), v1::ResponsivenessTier::Unspecified as i32);
+        assert_eq!(
+            responsiveness_to_wire(Some(ResponsivenessTier::Never)),
+            v1::ResponsivenessTier::Never as i32
+        );
+    }
+
+    #[test]
+    fn band_counts_add_up_per_band() {
+        let mut trust = v1::TrustBandCounts::default();
+        for band in [TrustBand::Unproven, TrustBand::Unproven, TrustBand::Broken, TrustBand::Trusted] {
+            count_trust_band(&mut trust, band);
+        }
+        assert_eq!(trust, v1::TrustBandCounts { unproven: 2, broken: 1, strained: 0, stable: 0, trusted: 1 });
+        let mut loyalty = v1::LoyaltyBandCounts::default();
+        for band in [LoyaltyBand::Champion, LoyaltyBand::AtRisk, LoyaltyBand::AtRisk] {
+            count_loyalty_band(&mut loyalty, band);
+        }
+        assert_eq!(loyalty, v1::LoyaltyBandCounts { at_risk: 2, champion: 1, ..Default::default() });
     }
 }

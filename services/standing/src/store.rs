@@ -6,11 +6,19 @@
 //! | `customers` | customer | [`CustomerRecord`] |
 //! | `promises` | customer ‖ 0 ‖ promise id | [`PromiseRecord`] |
 //! | `complaints` | customer ‖ 0 ‖ complaint id | [`ComplaintRecord`] |
+//! | `resolutions` | customer ‖ 0 ‖ complaint id | when the complaint was last resolved ([`Timestamp`]); no entry while open |
+//! | `surveys` | answered at (unix ms, u64 BE) ‖ customer ‖ 0 ‖ survey id | [`SurveyFact`] |
 //! | `meta` | `checkpoint/<partition>` | next offset to apply |
 //!
 //! Customer ids never contain a 0 byte, so `customer ‖ 0` is an exact prefix. [`StandingStore`]
 //! is the consumer's [`EventSink`]: one `WriteBatch` per consumer batch holds every projection
 //! change and the partition's new checkpoint.
+//!
+//! `resolutions` is kept apart from `complaints` so that the stored [`ComplaintRecord`]s keep
+//! their encoding; `surveys` is ordered by answer time so that a time window is one range scan.
+//! Both families are created when a store from before them is opened; a store that applied
+//! events before they existed lacks the resolutions and answers of those events (rebuild the
+//! projections from the log to fill them).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,19 +26,23 @@ use std::path::Path;
 use covenant_bus::{EventSink, SinkError};
 use covenant_domain::deadlines::{SlaPolicy, deadline_changes};
 use covenant_domain::ids::CustomerId;
-use covenant_domain::{RecordedEvent, Timestamp};
+use covenant_domain::org_metrics::{Fact, Window};
+use covenant_domain::{Event, RecordedEvent, Timestamp};
 use covenant_store::{Result, Store, StoreError};
 
 use crate::views::{
-    ComplaintRecord, CustomerRecord, PromiseRecord, PromiseStatus, apply_clock_change, complaint_opened,
-    promise_made, update_complaint, update_promise,
+    ComplaintRecord, CustomerRecord, PromiseRecord, PromiseStatus, SurveyFact, apply_clock_change,
+    complaint_facts, complaint_opened, promise_fact, promise_made, survey_answered, update_complaint,
+    update_promise,
 };
 
 pub const TIMELINE: &str = "timeline";
 pub const CUSTOMERS: &str = "customers";
 pub const PROMISES: &str = "promises";
 pub const COMPLAINTS: &str = "complaints";
-const FAMILIES: [&str; 4] = [TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS];
+pub const RESOLUTIONS: &str = "resolutions";
+pub const SURVEYS: &str = "surveys";
+const FAMILIES: [&str; 6] = [TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS, RESOLUTIONS, SURVEYS];
 
 /// Most index entries one list request examines before it answers with a page token.
 const MAX_SCAN: usize = 100_000;
@@ -92,6 +104,29 @@ fn child_key(customer: &CustomerId, id: &str) -> Vec<u8> {
     let mut key = customer_prefix(customer);
     key.extend_from_slice(id.as_bytes());
     key
+}
+
+/// The 8 big-endian bytes that order `surveys` by time (instants are never before 1970).
+fn time_bytes(at: Timestamp) -> [u8; 8] {
+    u64::try_from(at.unix_millis()).unwrap_or(0).to_be_bytes()
+}
+
+fn survey_key(answered_at: Timestamp, customer: &CustomerId, survey_id: &str) -> Vec<u8> {
+    let mut key = time_bytes(answered_at).to_vec();
+    key.extend_from_slice(&child_key(customer, survey_id));
+    key
+}
+
+/// The answer time at the start of a `surveys` key.
+fn survey_time(key: &[u8]) -> Result<Timestamp> {
+    key.get(..8)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .and_then(|bytes| i64::try_from(u64::from_be_bytes(bytes)).ok())
+        .and_then(|millis| Timestamp::from_unix_millis("answered_at", millis).ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            family: SURVEYS.into(),
+            reason: "a key does not start with an instant".into(),
+        })
 }
 
 impl StandingStore {
@@ -162,6 +197,57 @@ impl StandingStore {
         self.page(COMPLAINTS, &prefix, after, page_size, |complaint: &ComplaintRecord| complaint.open)
     }
 
+    /// Every fact organisation metrics need for `window`: the survey answers answered in it (a
+    /// range scan of `surveys`), and the promises due in it, the complaints opened in it and the
+    /// SLA clocks due in it, found by reading **every** promise and complaint (O(all promises
+    /// and complaints) per call; there is no index by due date or opening time yet).
+    pub fn org_facts(&self, window: Window) -> Result<Vec<Fact>> {
+        let mut facts = Vec::new();
+        self.store.visit(SURVEYS, b"", &time_bytes(window.from), |key, value| {
+            let answered_at = survey_time(key)?;
+            if answered_at >= window.to {
+                return Ok(false);
+            }
+            let survey: SurveyFact = covenant_store::decode(SURVEYS, value)?;
+            facts.push(Fact::Survey {
+                kind: survey.kind,
+                score: survey.score,
+                answered_at,
+                attribution: survey.attribution,
+            });
+            Ok(true)
+        })?;
+        self.store.visit(PROMISES, b"", b"", |_, value| {
+            let promise: PromiseRecord = covenant_store::decode(PROMISES, value)?;
+            if window.contains(promise.due_at) {
+                facts.push(promise_fact(&promise));
+            }
+            Ok(true)
+        })?;
+        self.store.visit(COMPLAINTS, b"", b"", |key, value| {
+            let complaint: ComplaintRecord = covenant_store::decode(COMPLAINTS, value)?;
+            let opened_in_window = window.contains(complaint.opened_at);
+            if !opened_in_window && !complaint.clocks.iter().any(|clock| window.contains(clock.due_at)) {
+                return Ok(true);
+            }
+            let resolved_at =
+                if opened_in_window { self.store.get::<Timestamp>(RESOLUTIONS, key)? } else { None };
+            facts.extend(complaint_facts(&complaint, resolved_at).into_iter().filter(|fact| match fact {
+                Fact::Complaint { opened_at, .. } => window.contains(*opened_at),
+                Fact::SlaClock { due_at, .. } => window.contains(*due_at),
+                Fact::Survey { .. } | Fact::Promise { .. } => true,
+            }));
+            Ok(true)
+        })?;
+        Ok(facts)
+    }
+
+    /// When the complaint under `customer`/`complaint_id` was last resolved (`None`: open, or
+    /// unknown).
+    pub fn resolved_at(&self, customer: &CustomerId, complaint_id: &str) -> Result<Option<Timestamp>> {
+        self.store.get(RESOLUTIONS, &child_key(customer, complaint_id))
+    }
+
     fn page<T: serde::de::DeserializeOwned>(
         &self,
         family: &str,
@@ -210,6 +296,10 @@ impl StandingStore {
             let changes =
                 deadline_changes(&mut customer.watch, customer_id, &event.event, occurred_at, &self.policy);
 
+            if let Some((survey_id, answered_at, survey)) = survey_answered(event) {
+                batch.put(SURVEYS, &survey_key(answered_at, customer_id, survey_id.as_str()), &survey)?;
+            }
+
             if let Some(promise) = promise_made(event) {
                 promises.insert(child_key(customer_id, promise.promise_id.as_str()), promise);
             } else if let Some(promise_id) = event.event.promise_id() {
@@ -232,6 +322,12 @@ impl StandingStore {
                         update_complaint(complaint, &event.event, occurred_at);
                         for change in &changes {
                             apply_clock_change(complaint, change, occurred_at);
+                        }
+                        // In event order within the batch: a later resolve or reopen wins.
+                        match &event.event {
+                            Event::ComplaintResolved { .. } => batch.put(RESOLUTIONS, &key, &occurred_at)?,
+                            Event::ComplaintReopened { .. } => batch.delete(RESOLUTIONS, &key)?,
+                            _ => {}
                         }
                     }
                     None => {
@@ -290,9 +386,12 @@ impl EventSink for StandingStore {
 mod tests {
     use super::*;
     use crate::views::testing::*;
-    use covenant_domain::Event;
-    use covenant_domain::events::SlaTarget;
-    use covenant_domain::ids::PromiseId;
+    use covenant_domain::Span;
+    use covenant_domain::events::{
+        ActorKind, BreakDetection, Channel, ResolutionOutcome, SlaTarget, SurveyKind,
+    };
+    use covenant_domain::ids::{ComplaintId, PromiseId, SurveyId, TeamId};
+    use covenant_domain::org_metrics::{DurationSummary, GroupBy, GroupMetrics, org_metrics};
 
     fn open(dir: &Path) -> StandingStore {
         StandingStore::open(dir, 1, SlaPolicy::default()).unwrap()
@@ -385,5 +484,233 @@ mod tests {
         let mut sorted = seen.clone();
         sorted.dedup();
         assert_eq!(sorted.len(), 9, "no promise twice across pages");
+    }
+
+    /// `event` as the `offset + 1`-th event of the partition.
+    fn at_offset(mut event: RecordedEvent, offset: u64) -> RecordedEvent {
+        event.position.offset = offset;
+        event
+    }
+
+    fn survey(id: &str, kind: SurveyKind, score: u8) -> Event {
+        Event::SurveyAnswered {
+            survey_id: SurveyId::new(id).unwrap(),
+            kind,
+            score,
+            comment: no_text(),
+            related_ref: None,
+        }
+    }
+
+    fn resolved(id: &str) -> Event {
+        Event::ComplaintResolved {
+            complaint_id: ComplaintId::new(id).unwrap(),
+            outcome: ResolutionOutcome::Resolved,
+        }
+    }
+
+    fn reopened(id: &str) -> Event {
+        Event::ComplaintReopened { complaint_id: ComplaintId::new(id).unwrap(), reason: no_text() }
+    }
+
+    fn kept(id: &str, kept_at: Timestamp) -> Event {
+        Event::PromiseKept { promise_id: PromiseId::new(id).unwrap(), kept_at, evidence: no_text() }
+    }
+
+    /// 30 days from 1000 s before the test epoch.
+    fn window() -> Window {
+        Window::new(at(-1000), at(30 * 86_400)).unwrap()
+    }
+
+    /// Long after every test promise and SLA clock was due.
+    fn later() -> Timestamp {
+        at(60 * 86_400)
+    }
+
+    fn metrics(store: &StandingStore, group_by: GroupBy) -> Vec<GroupMetrics> {
+        org_metrics(store.org_facts(window()).unwrap(), window(), group_by, later())
+    }
+
+    fn group<'a>(groups: &'a [GroupMetrics], name: &str) -> &'a GroupMetrics {
+        groups
+            .iter()
+            .find(|group| group.group == name)
+            .unwrap_or_else(|| panic!("no group {name}: {groups:#?}"))
+    }
+
+    #[test]
+    fn org_facts_come_from_surveys_promises_and_complaints_with_their_resolutions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let alice = CustomerId::new("alice").unwrap();
+        let mut bob_survey = at_offset(recorded("bob", 1, at(100), survey("s-1", SurveyKind::Csat, 2)), 10);
+        bob_survey.metadata.team = Some(TeamId::new("sales").unwrap());
+        bob_survey.metadata.actor.kind = ActorKind::Customer;
+        bob_survey.metadata.channel = Some(Channel::Web);
+        let events = vec![
+            recorded("alice", 1, at(0), complaint("c-1")),
+            recorded(
+                "alice",
+                2,
+                at(60),
+                Event::ComplaintResponded { complaint_id: ComplaintId::new("c-1").unwrap(), first: true },
+            ),
+            recorded("alice", 3, at(120), resolved("c-1")),
+            // Agent agent-1 of team support, by phone (the sample metadata).
+            recorded("alice", 4, at(100), survey("s-1", SurveyKind::Nps, 10)),
+            recorded("alice", 5, at(0), promise("on-time", at(3600))),
+            recorded("alice", 6, at(60), kept("on-time", at(60))),
+            recorded("alice", 7, at(0), promise("late", at(50))),
+            recorded("alice", 8, at(100), kept("late", at(100))),
+            recorded("alice", 9, at(0), promise("broken", at(50))),
+            recorded(
+                "alice",
+                10,
+                at(80),
+                Event::PromiseBroken {
+                    promise_id: PromiseId::new("broken").unwrap(),
+                    detection: BreakDetection::CustomerReport,
+                    due_at: at(50),
+                    detected_at: at(80),
+                    reason: no_text(),
+                },
+            ),
+            bob_survey,
+        ];
+        store.apply_events(0, &events).unwrap();
+        assert_eq!(store.resolved_at(&alice, "c-1").unwrap(), Some(at(120)));
+
+        let overall = metrics(&store, GroupBy::Overall);
+        assert_eq!(overall.len(), 1);
+        let all = &overall[0];
+        assert_eq!((all.nps.answers, all.nps.score), (1, Some(100)));
+        assert_eq!((all.csat.answers, all.csat.satisfied, all.csat.satisfied_percent), (1, 0, Some(0.0)));
+        assert_eq!(
+            (all.promises.due, all.promises.kept_on_time, all.promises.kept_late, all.promises.broken),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(all.promises.open_past_due, 0);
+        assert_eq!((all.complaints.opened, all.complaints.replied, all.complaints.resolved), (1, 1, 1));
+        assert_eq!(
+            all.complaints.first_reply,
+            Some(DurationSummary { samples: 1, p50_secs: 60.0, p90_secs: 60.0 })
+        );
+        assert_eq!(
+            all.complaints.resolution,
+            Some(DurationSummary { samples: 1, p50_secs: 120.0, p90_secs: 120.0 })
+        );
+        // Both clocks stopped early (replied after a minute, resolved after two).
+        assert_eq!((all.sla.decided, all.sla.met), (2, 2));
+
+        let by_team = metrics(&store, GroupBy::Team);
+        assert_eq!(
+            by_team.iter().map(|group| group.group.as_str()).collect::<Vec<_>>(),
+            ["(none)", "sales", "support"]
+        );
+        assert_eq!(group(&by_team, "(none)").complaints.opened, 1, "complaints carry no team");
+        assert_eq!(group(&by_team, "(none)").sla.decided, 2);
+        assert_eq!(group(&by_team, "sales").csat.answers, 1);
+        assert_eq!(group(&by_team, "sales").promises.due, 0);
+        let support = group(&by_team, "support");
+        assert_eq!((support.nps.answers, support.csat.answers, support.promises.due), (1, 0, 3));
+        assert_eq!(support.promises.keeping_rate_percent, Some(100.0 / 3.0));
+
+        let by_agent = metrics(&store, GroupBy::Agent);
+        assert_eq!(
+            by_agent.iter().map(|group| group.group.as_str()).collect::<Vec<_>>(),
+            ["(none)", "agent-1"]
+        );
+        assert_eq!(group(&by_agent, "(none)").csat.answers, 1, "a customer's own answer has no agent");
+        assert_eq!(group(&by_agent, "agent-1").nps.answers, 1);
+        assert_eq!(group(&by_agent, "agent-1").promises.due, 3, "promises go to their maker");
+
+        let by_channel = metrics(&store, GroupBy::Channel);
+        assert_eq!(
+            by_channel.iter().map(|group| group.group.as_str()).collect::<Vec<_>>(),
+            ["(none)", "email", "phone", "web"]
+        );
+        assert_eq!(group(&by_channel, "(none)").promises.due, 3, "promises carry no channel");
+        assert_eq!(group(&by_channel, "email").complaints.opened, 1);
+        assert_eq!(group(&by_channel, "email").sla.decided, 2);
+        assert_eq!(group(&by_channel, "phone").nps.answers, 1);
+        assert_eq!(group(&by_channel, "web").csat.answers, 1);
+
+        let by_kind = metrics(&store, GroupBy::PromiseKind);
+        assert_eq!(by_kind.len(), 1);
+        assert_eq!((by_kind[0].group.as_str(), by_kind[0].promises.due), ("callback", 3));
+
+        // Reopened: no resolution any more.
+        store.apply_events(0, &[at_offset(recorded("alice", 11, at(200), reopened("c-1")), 11)]).unwrap();
+        assert_eq!(store.resolved_at(&alice, "c-1").unwrap(), None);
+        let all = &metrics(&store, GroupBy::Overall)[0];
+        assert_eq!((all.complaints.opened, all.complaints.resolved), (1, 0));
+        assert_eq!(all.complaints.resolution, None);
+
+        // Resolved, reopened and resolved again in one batch: the last one counts.
+        let batch = vec![
+            at_offset(recorded("alice", 12, at(300), resolved("c-1")), 12),
+            at_offset(recorded("alice", 13, at(400), reopened("c-1")), 13),
+            at_offset(recorded("alice", 14, at(500), resolved("c-1")), 14),
+        ];
+        store.apply_events(0, &batch).unwrap();
+        assert_eq!(store.resolved_at(&alice, "c-1").unwrap(), Some(at(500)));
+        let all = &metrics(&store, GroupBy::Overall)[0];
+        assert_eq!(all.complaints.resolved, 1);
+        assert_eq!(all.complaints.resolution.as_ref().map(|summary| summary.p50_secs), Some(500.0));
+        // …and a reopen as the last event of a batch deletes it again.
+        let batch = vec![
+            at_offset(recorded("alice", 15, at(600), resolved("c-1")), 15),
+            at_offset(recorded("alice", 16, at(700), reopened("c-1")), 16),
+        ];
+        store.apply_events(0, &batch).unwrap();
+        assert_eq!(store.resolved_at(&alice, "c-1").unwrap(), None);
+        assert_eq!(store.store.checkpoint(0).unwrap(), 17);
+    }
+
+    #[test]
+    fn surveys_are_read_for_the_window_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let events: Vec<RecordedEvent> = [(1, 0), (2, 10), (3, 20), (4, 30)]
+            .into_iter()
+            .map(|(version, seconds)| {
+                recorded("alice", version, at(seconds), survey(&format!("s-{version}"), SurveyKind::Nps, 9))
+            })
+            .collect();
+        store.apply_events(0, &events).unwrap();
+        let answered = |from: i64, to: i64| -> Vec<Timestamp> {
+            let window = Window::new(at(from), at(to)).unwrap();
+            store
+                .org_facts(window)
+                .unwrap()
+                .into_iter()
+                .map(|fact| match fact {
+                    Fact::Survey { answered_at, .. } => answered_at,
+                    other => panic!("not a survey: {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(answered(10, 30), [at(10), at(20)], "from is in, to is out");
+        assert_eq!(answered(-100, 100), [at(0), at(10), at(20), at(30)]);
+        assert_eq!(answered(31, 100), Vec::<Timestamp>::new());
+        let one = Window::new(at(20), at(20).plus(Span::from_millis(1))).unwrap();
+        assert_eq!(store.org_facts(one).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_store_from_before_the_metrics_families_opens_and_fills_them() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &[TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS], 1).unwrap());
+        let store = open(dir.path());
+        let events = vec![
+            recorded("alice", 1, at(0), complaint("c-1")),
+            recorded("alice", 2, at(10), resolved("c-1")),
+            recorded("alice", 3, at(20), survey("s-1", SurveyKind::Ces, 6)),
+        ];
+        store.apply_events(0, &events).unwrap();
+        assert_eq!(store.resolved_at(&CustomerId::new("alice").unwrap(), "c-1").unwrap(), Some(at(10)));
+        let all = &metrics(&store, GroupBy::Overall)[0];
+        assert_eq!((all.ces.answers, all.ces.mean), (1, Some(6.0)));
+        assert_eq!(all.complaints.resolved, 1);
     }
 }

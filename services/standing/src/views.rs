@@ -7,14 +7,19 @@
 //!   resolution), derived with the same rules the watchdog uses (`domain::deadlines`).
 //! - [`CustomerRecord`]: what the projections need to remember of a customer (tier, open
 //!   promises' grace, complaint priorities) and how far their stream is applied.
+//! - [`SurveyFact`]: one survey answer with who and where it is attributed to (organisation
+//!   metrics); [`promise_fact`] and [`complaint_facts`] turn the records into the
+//!   [`Fact`]s of `covenant_domain::org_metrics`.
 //!
 //! The customer timeline is the events themselves, stored by stream version.
 
 use covenant_domain::deadlines::{DeadlineChange, DeadlineSubject, WatchState};
 use covenant_domain::events::{
-    BreakDetection, Channel, ComplaintCategory, Priority, PromiseKind, Severity, SlaTarget,
+    ActorKind, BreakDetection, Channel, ComplaintCategory, Priority, PromiseKind, Severity, SlaTarget,
+    SurveyKind,
 };
-use covenant_domain::ids::{ActorId, ComplaintId, CustomerId, PromiseId, TeamId};
+use covenant_domain::ids::{ActorId, ComplaintId, CustomerId, PromiseId, SurveyId, TeamId};
+use covenant_domain::org_metrics::{Attribution, Fact, PromiseOutcome};
 use covenant_domain::{Event, RecordedEvent, Span, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +93,79 @@ pub struct CustomerRecord {
     pub stream_version: u64,
     /// Events applied (equals `stream_version` unless one was applied twice).
     pub events_applied: u64,
+}
+
+/// One survey answer, as the survey index keeps it (the answer time is in the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyFact {
+    pub kind: SurveyKind,
+    pub score: u8,
+    /// The recording command's team, agent (when an agent recorded it) and channel.
+    pub attribution: Attribution,
+}
+
+/// The answer an event records, if it is a `SurveyAnswered`: its survey id, when it was answered
+/// (the event's business time) and the fact to keep.
+pub fn survey_answered(event: &RecordedEvent) -> Option<(&SurveyId, Timestamp, SurveyFact)> {
+    match &event.event {
+        Event::SurveyAnswered { survey_id, kind, score, .. } => {
+            let metadata = &event.metadata;
+            let attribution = Attribution {
+                team: metadata.team.clone(),
+                agent: (metadata.actor.kind == ActorKind::Agent).then(|| metadata.actor.id.clone()),
+                channel: metadata.channel,
+            };
+            Some((survey_id, metadata.occurred_at, SurveyFact { kind: *kind, score: *score, attribution }))
+        }
+        _ => None,
+    }
+}
+
+/// The organisation-metrics fact of a promise: attributed to its team and maker, no channel.
+/// A kept promise is on time when it was kept at or before its (last) due date.
+pub fn promise_fact(record: &PromiseRecord) -> Fact {
+    let outcome = match record.status {
+        PromiseStatus::Open => PromiseOutcome::Open,
+        PromiseStatus::Kept => match record.settled_at {
+            Some(kept_at) if kept_at > record.due_at => PromiseOutcome::KeptLate,
+            _ => PromiseOutcome::KeptOnTime,
+        },
+        PromiseStatus::PartiallyKept => PromiseOutcome::PartiallyKept,
+        PromiseStatus::Broken => PromiseOutcome::Broken,
+        PromiseStatus::Cancelled => PromiseOutcome::Cancelled,
+    };
+    Fact::Promise {
+        kind: record.kind,
+        due_at: record.due_at,
+        outcome,
+        attribution: Attribution {
+            team: record.team.clone(),
+            agent: Some(record.made_by.clone()),
+            channel: None,
+        },
+    }
+}
+
+/// The organisation-metrics facts of a complaint: the complaint itself (`resolved_at`: when it
+/// was last resolved, `None` while open), then one fact per SLA clock; all attributed to the
+/// complaint's channel only.
+pub fn complaint_facts(record: &ComplaintRecord, resolved_at: Option<Timestamp>) -> Vec<Fact> {
+    let attribution = Attribution { team: None, agent: None, channel: Some(record.channel) };
+    let mut facts = Vec::with_capacity(1 + record.clocks.len());
+    facts.push(Fact::Complaint {
+        opened_at: record.opened_at,
+        first_reply_at: record.first_reply_at,
+        resolved_at,
+        attribution: attribution.clone(),
+    });
+    facts.extend(record.clocks.iter().map(|clock| Fact::SlaClock {
+        target: clock.target,
+        due_at: clock.due_at,
+        stopped_at: clock.stopped_at,
+        breached: clock.breached,
+        attribution: attribution.clone(),
+    }));
+    facts
 }
 
 /// The promise an event creates, if it is a `PromiseMade`.
