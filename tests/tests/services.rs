@@ -716,3 +716,52 @@ async fn every_event_reaches_standing_exactly_once_across_kills_of_standing_ledg
     let total: usize = checked.values().sum();
     assert_eq!(total as u64, ends.iter().sum::<u64>(), "every event of the log was compared");
 }
+
+/// Waits (at most `within`) until the health of `service` on `process` is `wanted`.
+async fn wait_for_health(
+    process: &ServiceProcess,
+    service: &str,
+    wanted: tonic_health::pb::health_check_response::ServingStatus,
+    within: Duration,
+) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(connect(process).await);
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
+        if let Ok(response) = health.check(request).await {
+            let status = response.into_inner().status();
+            if status == wanted {
+                return;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{service:?} did not become {wanted:?} within {within:?}; last seen {last:?}");
+}
+
+#[tokio::test]
+async fn standing_and_watchdog_report_not_serving_while_nats_is_down() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let dir = test_dir().unwrap();
+    let mut nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let standing = start_standing(dir.path(), &nats);
+    let watchdog = start_watchdog(dir.path(), &nats);
+    let limit = Duration::from_secs(20);
+    for service in ["", "covenant.v1.Standing"] {
+        wait_for_health(&standing, service, ServingStatus::Serving, limit).await;
+    }
+    wait_for_health(&watchdog, "", ServingStatus::Serving, limit).await;
+
+    nats.kill();
+    for service in ["", "covenant.v1.Standing"] {
+        wait_for_health(&standing, service, ServingStatus::NotServing, limit).await;
+    }
+    wait_for_health(&watchdog, "", ServingStatus::NotServing, limit).await;
+
+    nats.restart().unwrap();
+    let reconnect = Duration::from_secs(40);
+    wait_for_health(&standing, "covenant.v1.Standing", ServingStatus::Serving, reconnect).await;
+    wait_for_health(&watchdog, "", ServingStatus::Serving, reconnect).await;
+}

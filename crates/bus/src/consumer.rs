@@ -181,6 +181,11 @@ impl Consumer {
         }
     }
 
+    /// Whether every partition task is still running (one ends only on a fatal error or a stop).
+    pub fn running(&self) -> bool {
+        self.tasks.iter().all(|task| !task.is_finished())
+    }
+
     /// Stops every partition task (the checkpoints stay where the last applied batch put them).
     pub fn stop(&self) {
         for task in &self.tasks {

@@ -1,5 +1,6 @@
 //! What every Covenant service process shares: logging set-up, stop signals, the Prometheus
-//! exporter, `--metrics-addr` parsing, and serving a gRPC router with a bounded, graceful stop.
+//! exporter, `--metrics-addr` parsing, serving a gRPC router with a bounded, graceful stop, and
+//! keeping the gRPC health status true to what the service can do.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -122,6 +123,43 @@ pub fn spawn_grpc(
         served
             .map_err(|error| anyhow::anyhow!("the gRPC server task failed: {error}"))
             .and_then(|served| served.context("serve gRPC"))
+    })
+}
+
+/// How often [`spawn_health_monitor`] looks.
+pub const HEALTH_CHECK_PERIOD: Duration = Duration::from_millis(500);
+
+/// Keeps the gRPC health status of the whole server (`""`) and of `service` true to `healthy()`,
+/// checked every [`HEALTH_CHECK_PERIOD`]: `SERVING` while it holds, `NOT_SERVING` while it does
+/// not (a load balancer or `grpc_health_probe` then routes around the process). Changes are
+/// logged. The task ends when the health service is dropped.
+pub fn spawn_health_monitor(
+    reporter: tonic_health::server::HealthReporter,
+    service: &'static str,
+    healthy: impl Fn() -> bool + Send + 'static,
+) -> JoinHandle<()> {
+    use tonic_health::ServingStatus;
+    tokio::spawn(async move {
+        let mut last = None;
+        let mut ticks = tokio::time::interval(HEALTH_CHECK_PERIOD);
+        loop {
+            ticks.tick().await;
+            let now = healthy();
+            if last == Some(now) {
+                continue;
+            }
+            let status = if now { ServingStatus::Serving } else { ServingStatus::NotServing };
+            if now {
+                tracing::info!(service, "healthy: serving");
+            } else {
+                tracing::warn!(service, "unhealthy: not serving");
+            }
+            reporter.set_service_status("", status).await;
+            if !service.is_empty() {
+                reporter.set_service_status(service, status).await;
+            }
+            last = Some(now);
+        }
     })
 }
 

@@ -113,8 +113,15 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
     );
     let api = StandingApi::new(store, Arc::clone(&consumer), config.trust, config.loyalty);
 
+    // Serving while connected to NATS with every partition's consumer running: queries still
+    // answer without NATS, but from projections that no longer move.
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<StandingServer<StandingApi>>().await;
+    let (nats, consuming) = (client.clone(), Arc::clone(&consumer));
+    covenant_runtime::spawn_health_monitor(
+        health_reporter,
+        <StandingServer<StandingApi> as tonic::server::NamedService>::NAME,
+        move || nats.connection_state() == async_nats::connection::State::Connected && consuming.running(),
+    );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(covenant_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

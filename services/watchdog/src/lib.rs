@@ -133,7 +133,13 @@ pub async fn start(config: WatchdogConfig) -> anyhow::Result<RunningWatchdog> {
         stop.clone(),
     ));
 
-    let (_health_reporter, health) = tonic_health::server::health_reporter();
+    // Serving while connected to NATS: breaches go to the ledger over NATS, so without it the
+    // watchdog can only wait.
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let nats = client.clone();
+    covenant_runtime::spawn_health_monitor(health_reporter, "", move || {
+        nats.connection_state() == async_nats::connection::State::Connected
+    });
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(covenant_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
