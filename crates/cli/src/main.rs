@@ -2,10 +2,12 @@
 //!
 //! `covenant up` runs the services (ledger, standing, watchdog, with a managed nats-server when
 //! `NATS_URL` is unset); `covenant demo` records customer journeys through the gRPC API and shows
-//! their standing; `verify` and `backup` work on any log.
+//! their standing; `org-metrics` shows the organisation's service metrics from standing;
+//! `verify` and `backup` work on any log.
 
 mod demo;
 mod load;
+mod org_metrics;
 mod up;
 
 use std::path::PathBuf;
@@ -32,6 +34,10 @@ enum Commands {
     /// Send realistic customer journeys at a set rate from many concurrent clients and report the
     /// achieved rate, latency percentiles and event-to-standing visibility.
     Load(load::LoadArgs),
+    /// Show the organisation's service metrics over the last days (NPS, CSAT, CES, promise
+    /// keeping, complaint reply and resolution times, SLA compliance, customers per band), from a
+    /// running standing service.
+    OrgMetrics(org_metrics::OrgMetricsArgs),
     /// Walk every partition's hash chain (read-only, beside a running writer); exit 1 naming the
     /// first bad record.
     Verify {
@@ -75,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Up(args) => up::up(args).await,
         Commands::Demo(args) => demo::demo(args).await,
         Commands::Load(args) => load::load(args).await,
+        Commands::OrgMetrics(args) => org_metrics::org_metrics(args).await,
         Commands::Verify { data } => {
             if !data.join("log").exists() {
                 anyhow::bail!(
