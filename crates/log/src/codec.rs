@@ -13,7 +13,7 @@
 //! To change a shape: add a new format number, keep the old decoder, and upcast old values to
 //! the current type on read. The golden-bytes tests fail on any silent change.
 
-use covenant_domain::views::RecordedEventView;
+use covenant_domain::views::{MetadataView, RecordedEventView};
 use covenant_domain::{CustomerState, Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -139,18 +139,6 @@ pub struct EnvelopeView<'a> {
     pub metadata: MetadataView<'a>,
     /// Index of the event's variant in the catalogue ([`covenant_domain::events::EVENT_TYPES`]).
     pub event_index: u32,
-}
-
-/// [`covenant_domain::EventMetadata`], borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct MetadataView<'a> {
-    pub occurred_at: Timestamp,
-    pub actor_kind: covenant_domain::events::ActorKind,
-    pub actor_id: &'a str,
-    pub team: Option<&'a str>,
-    pub channel: Option<covenant_domain::events::Channel>,
-    pub correlation_id: Option<&'a str>,
-    pub causation_id: Option<&'a str>,
 }
 
 /// A stored record, checked against its checksum, with its envelope decoded without copying;

@@ -181,8 +181,8 @@ fn view_matches(view: &codec::RecordView<'_>, record: &RecordedEvent) -> bool {
         && envelope.recorded_at == record.recorded_at
         && envelope.command_id == record.command_id.as_str()
         && envelope.metadata.occurred_at == metadata.occurred_at
-        && envelope.metadata.actor_kind == metadata.actor.kind
-        && envelope.metadata.actor_id == metadata.actor.id.as_str()
+        && envelope.metadata.actor.kind == metadata.actor.kind
+        && envelope.metadata.actor.id == metadata.actor.id.as_str()
         && envelope.metadata.team == metadata.team.as_ref().map(|team| team.as_str())
         && envelope.metadata.channel == metadata.channel
         && envelope.metadata.correlation_id == metadata.correlation_id.as_ref().map(|id| id.as_str())
