@@ -8,6 +8,8 @@
 //!   restart, exactly once, also across a second restart.
 //! - Organisation metrics over gRPC: survey scores and promise keeping per team, and customers
 //!   per trust and loyalty band, exact to the count.
+//! - `WatchStanding` streams numbered band changes live (a broken promise moves trust to Broken,
+//!   naming the event), replays them from any sequence, and keeps them across a SIGKILL.
 //! - Across a SIGKILL of standing, of the ledger (its relay) and of nats-server mid-load, every
 //!   event reaches standing exactly once: its timelines equal the ledger's streams.
 
@@ -764,4 +766,163 @@ async fn standing_and_watchdog_report_not_serving_while_nats_is_down() {
     let reconnect = Duration::from_secs(40);
     wait_for_health(&standing, "covenant.v1.Standing", ServingStatus::Serving, reconnect).await;
     wait_for_health(&watchdog, "", ServingStatus::Serving, reconnect).await;
+}
+
+/// The next change on a `WatchStanding` stream (at most 15 s away).
+async fn next_change(stream: &mut tonic::Streaming<v1::StandingChange>) -> v1::StandingChange {
+    tokio::time::timeout(Duration::from_secs(15), stream.message())
+        .await
+        .expect("a band change within 15 s")
+        .expect("the stream stays healthy")
+        .expect("the stream stays open")
+}
+
+/// `(sequence, customer, model, to band)` of a change.
+fn change_summary(change: &v1::StandingChange) -> (u64, String, &'static str, i32) {
+    match change.change.as_ref().unwrap() {
+        v1::standing_change::Change::Trust(trust) => {
+            (change.sequence, change.customer_id.clone(), "trust", trust.to_band)
+        }
+        v1::standing_change::Change::Loyalty(loyalty) => {
+            (change.sequence, change.customer_id.clone(), "loyalty", loyalty.to_band)
+        }
+    }
+}
+
+async fn watch(
+    standing: &mut StandingClient<Channel>,
+    after_sequence: u64,
+    customer_id: &str,
+    models: Vec<v1::StandingModel>,
+) -> Result<tonic::Streaming<v1::StandingChange>, tonic::Status> {
+    standing
+        .watch_standing(v1::WatchStandingRequest {
+            after_sequence,
+            customer_id: customer_id.into(),
+            models: models.into_iter().map(|model| model as i32).collect(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn watch_standing_streams_band_changes_live_and_resumes_after_a_kill() {
+    let dir = test_dir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let ledger = start_ledger(dir.path(), &nats);
+    let mut standing_process = start_standing(dir.path(), &nats);
+    let mut client = LedgerClient::new(connect(&ledger).await);
+    let mut standing = StandingClient::new(connect(&standing_process).await);
+
+    // Watching before anything happened: the stream waits for the first change.
+    let mut live = watch(&mut standing, 0, "", vec![]).await.unwrap();
+
+    // Wanda's promise, made two hours ago and due an hour ago, is reported broken: her trust
+    // ends Broken (one broken promise: 7), whatever the tracker saw on the way.
+    client.register_customer(register("wanda", "w-1")).await.unwrap();
+    client
+        .make_promise(v1::MakePromiseRequest {
+            header: header_at("wanda", "w-2", None, Some(in_seconds(-2 * 3600))),
+            ..promise_due("wanda", "w-2", "callback", in_seconds(-3600), 0)
+        })
+        .await
+        .unwrap();
+    let broken = client
+        .report_broken_promise(v1::ReportBrokenPromiseRequest {
+            header: header("wanda", "w-3", None),
+            promise_id: "callback".into(),
+            detection: v1::BreakDetection::CustomerReport as i32,
+            reason: "nobody called".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    let broken_change = loop {
+        let change = next_change(&mut live).await;
+        assert_eq!(change.sequence, seen.len() as u64 + 1, "numbered from 1 with no gap");
+        assert_eq!(change.customer_id, "wanda");
+        seen.push(change.clone());
+        if let Some(v1::standing_change::Change::Trust(trust)) = &change.change
+            && trust.to_band == v1::TrustBand::Broken as i32
+        {
+            break change;
+        }
+    };
+    let Some(v1::standing_change::Change::Trust(trust)) = &broken_change.change else { unreachable!() };
+    assert_eq!(trust.to_score, 7);
+    assert_eq!(trust.model_version, "trust-v1");
+    let cause = broken_change.cause.as_ref().expect("an event moved it");
+    assert_eq!(cause.event_type, "promise_broken");
+    assert_eq!(cause.position.as_ref(), broken.positions.first());
+    let first = seen.first().unwrap();
+    match first.change.as_ref().unwrap() {
+        v1::standing_change::Change::Trust(trust) => {
+            assert_eq!(trust.from_band, v1::TrustBand::Unspecified as i32, "the first evaluation");
+            assert_eq!(trust.from_score, None);
+        }
+        other => panic!("a customer's first change is trust, then loyalty: {other:?}"),
+    }
+    drop(live);
+    // Let the tracker finish with wanda (her loyalty change may follow the trust one).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut replay = watch(&mut standing, 0, "", vec![]).await.unwrap();
+    let mut before_kill = Vec::new();
+    while let Ok(Some(Ok(change))) = tokio::time::timeout(Duration::from_secs(1), replay.message())
+        .await
+        .map(|message| message.transpose())
+    {
+        before_kill.push(change_summary(&change));
+    }
+    assert!(before_kill.len() >= seen.len());
+    assert_eq!(
+        before_kill[..seen.len()],
+        seen.iter().map(change_summary).collect::<Vec<_>>()[..],
+        "a replay gives the same changes"
+    );
+    drop(replay);
+
+    // SIGKILL standing; the recorded changes survive with their numbers, and the sequence
+    // continues after them.
+    standing_process.kill();
+    let standing_process = start_standing(dir.path(), &nats);
+    let mut standing = StandingClient::new(connect(&standing_process).await);
+    let last = before_kill.last().unwrap().0;
+    let mut resumed = watch(&mut standing, last, "", vec![]).await.unwrap();
+    client.register_customer(register("xavier", "x-1")).await.unwrap();
+    let next = next_change(&mut resumed).await;
+    assert_eq!(change_summary(&next).0, last + 1, "resumed right after the last one received");
+    assert_eq!(next.customer_id, "xavier");
+    assert!(matches!(next.change, Some(v1::standing_change::Change::Trust(_))));
+
+    let mut replay = watch(&mut standing, 0, "", vec![]).await.unwrap();
+    let mut after_kill = Vec::new();
+    for _ in 0..before_kill.len() {
+        after_kill.push(change_summary(&next_change(&mut replay).await));
+    }
+    assert_eq!(after_kill, before_kill, "the recorded changes survived the kill as they were");
+
+    // Filters: one customer, one model.
+    let mut wanda_trust = watch(&mut standing, 0, "wanda", vec![v1::StandingModel::Trust]).await.unwrap();
+    let wanted: Vec<_> =
+        before_kill.iter().filter(|change| change.1 == "wanda" && change.2 == "trust").cloned().collect();
+    for expected in &wanted {
+        assert_eq!(&change_summary(&next_change(&mut wanda_trust).await), expected);
+    }
+    let more = tokio::time::timeout(Duration::from_millis(500), wanda_trust.message()).await;
+    assert!(more.is_err(), "nothing else for wanda's trust: {more:?}");
+
+    // Bad requests, each with its field named.
+    let beyond = watch(&mut standing, 1_000_000, "", vec![]).await.unwrap_err();
+    assert_eq!(beyond.code(), Code::FailedPrecondition, "{beyond:?}");
+    assert!(beyond.message().contains("after_sequence"), "{beyond:?}");
+    let bad_customer = watch(&mut standing, 0, "not a customer!", vec![]).await.unwrap_err();
+    assert_eq!(bad_customer.code(), Code::InvalidArgument);
+    assert!(bad_customer.message().contains("customer_id"), "{bad_customer:?}");
+    let bad_model = standing
+        .watch_standing(v1::WatchStandingRequest { models: vec![7], ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_model.code(), Code::InvalidArgument);
+    assert!(bad_model.message().contains("models"), "{bad_model:?}");
 }

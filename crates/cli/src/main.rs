@@ -2,13 +2,15 @@
 //!
 //! `covenant up` runs the services (ledger, standing, watchdog, with a managed nats-server when
 //! `NATS_URL` is unset); `covenant demo` records customer journeys through the gRPC API and shows
-//! their standing; `org-metrics` shows the organisation's service metrics from standing;
+//! their standing; `org-metrics` shows the organisation's service metrics from standing; `watch`
+//! follows customers' band changes;
 //! `verify` and `backup` work on any log.
 
 mod demo;
 mod load;
 mod org_metrics;
 mod up;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,9 @@ enum Commands {
     /// keeping, complaint reply and resolution times, SLA compliance, customers per band), from a
     /// running standing service.
     OrgMetrics(org_metrics::OrgMetricsArgs),
+    /// Follow customers' band changes (trust band; loyalty band, at-risk flag, lifecycle) from a
+    /// running standing service: the recorded ones after --after, then live until Ctrl-C.
+    Watch(watch::WatchArgs),
     /// Walk every partition's hash chain (read-only, beside a running writer); exit 1 naming the
     /// first bad record.
     Verify {
@@ -82,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Demo(args) => demo::demo(args).await,
         Commands::Load(args) => load::load(args).await,
         Commands::OrgMetrics(args) => org_metrics::org_metrics(args).await,
+        Commands::Watch(args) => watch::watch(args).await,
         Commands::Verify { data } => {
             if !data.join("log").exists() {
                 anyhow::bail!(

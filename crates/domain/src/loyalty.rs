@@ -85,8 +85,8 @@ impl Default for LoyaltyParams {
     }
 }
 
-/// Where a customer's loyalty stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a customer's loyalty stands (stored by standing's band tracker: append variants only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum LoyaltyBand {
     /// Less than `minimum_weight` of the measures available.
     InsufficientData,
@@ -114,8 +114,9 @@ impl LoyaltyBand {
     }
 }
 
-/// Where the customer is in their relationship.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where the customer is in their relationship (stored by standing's band tracker: append
+/// variants only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Lifecycle {
     Prospect,
     Active,

@@ -91,8 +91,8 @@ impl TrustParams {
     }
 }
 
-/// Where a customer's trust stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Where a customer's trust stands (stored by standing's band tracker: append variants only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum TrustBand {
     /// Too little evidence to say (uncertainty above 0.5).
     Unproven,

@@ -169,6 +169,15 @@ impl Store {
         Ok(())
     }
 
+    /// The last key of `family` (`None`: the family is empty).
+    pub fn last_key(&self, family: &str) -> Result<Option<Vec<u8>>> {
+        let handle = self.family(family)?;
+        match self.db.iterator_cf(handle, IteratorMode::End).next() {
+            Some(entry) => Ok(Some(entry?.0.to_vec())),
+            None => Ok(None),
+        }
+    }
+
     /// A new batch of writes.
     pub fn batch(&self) -> Batch<'_> {
         Batch { store: self, batch: WriteBatch::default() }
@@ -253,6 +262,7 @@ mod tests {
             .map_err(|error| StoreError::Corrupt { family: "test".into(), reason: error.to_string() })?;
         {
             let store = Store::open(dir.path(), &["things"], 4)?;
+            assert_eq!(store.last_key("things")?, None);
             assert_eq!(store.checkpoint(2)?, 0);
             let mut batch = store.batch();
             batch.put("things", b"a/1", &("one".to_owned(), 1u32))?;
@@ -269,6 +279,8 @@ mod tests {
         assert_eq!(a[1].1, ("two".to_owned(), 2));
         let from_second: Vec<(Vec<u8>, (String, u32))> = store.scan("things", b"a/", b"a/2", 10)?;
         assert_eq!(from_second.len(), 1);
+        assert_eq!(store.last_key("things")?, Some(b"b/1".to_vec()));
+        assert_eq!(store.last_key(META)?, Some(b"partitions".to_vec()), "checkpoint/… sorts first");
         drop(store);
         assert!(matches!(
             Store::open(dir.path(), &["things"], 8),

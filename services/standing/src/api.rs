@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use covenant_bus::Consumer;
 use covenant_bus::consumer::WaitError;
 use covenant_domain::ids::CustomerId;
-use covenant_domain::loyalty::{Lifecycle, LoyaltyBand, LoyaltyParams, LoyaltyStanding, RiskReason, loyalty};
+use covenant_domain::loyalty::{Lifecycle, LoyaltyBand, LoyaltyParams, LoyaltyStanding, RiskReason};
 use covenant_domain::org_metrics::{
     CesMetrics, ComplaintMetrics, CsatMetrics, DurationSummary, GroupBy, GroupMetrics, NpsMetrics,
     PromiseMetrics, ResponsivenessTier, SlaMetrics, Window, org_metrics,
 };
-use covenant_domain::trust::{HistoryEvent, TrustBand, TrustParams, TrustStanding, trust};
+use covenant_domain::trust::{TrustBand, TrustParams, trust};
 use covenant_domain::{RecordedEvent, Span, Timestamp};
 use covenant_proto::convert::enums::{
     break_detection_to_wire, channel_to_wire, complaint_category_to_wire, priority_to_wire,
@@ -25,8 +25,11 @@ use covenant_proto::convert::enums::{
 use covenant_proto::convert::{Pii, envelope, span_to_wire, timestamp_from_wire, timestamp_to_wire};
 use covenant_proto::v1::{self, standing_server};
 use covenant_store::StoreError;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
+use crate::bands::{BandChange, ChangeKind, history_of, standing_at};
 use crate::store::{Page, PromiseFilter, StandingStore};
 use crate::views::{ComplaintRecord, PromiseRecord, PromiseStatus};
 
@@ -47,29 +50,12 @@ pub struct StandingApi {
     consumer: Arc<Consumer>,
     trust_params: TrustParams,
     loyalty_params: LoyaltyParams,
+    /// The last band change the tracker recorded.
+    band_changes: watch::Receiver<u64>,
 }
 
-/// The model's view of a stored history.
-fn history_of(events: &[RecordedEvent]) -> impl Iterator<Item = HistoryEvent<'_>> {
-    events.iter().map(|event| HistoryEvent {
-        event_id: event.event_id,
-        occurred_at: event.metadata.occurred_at,
-        event: &event.event,
-    })
-}
-
-/// A customer's trust and loyalty at `as_of`, from their stored history (events that happened
-/// after `as_of` do not count).
-fn standing_at(
-    history: &[RecordedEvent],
-    as_of: Timestamp,
-    trust_params: &TrustParams,
-    loyalty_params: &LoyaltyParams,
-) -> (TrustStanding, LoyaltyStanding) {
-    let trust = trust(history_of(history), as_of, trust_params);
-    let standing = loyalty(history_of(history), as_of, &trust, loyalty_params);
-    (trust, standing)
-}
+/// Band changes one store read hands to a `WatchStanding` stream.
+const WATCH_CHUNK: usize = 256;
 
 impl StandingApi {
     pub fn new(
@@ -77,8 +63,9 @@ impl StandingApi {
         consumer: Arc<Consumer>,
         trust_params: TrustParams,
         loyalty_params: LoyaltyParams,
+        band_changes: watch::Receiver<u64>,
     ) -> Self {
-        Self { store, consumer, trust_params, loyalty_params }
+        Self { store, consumer, trust_params, loyalty_params, band_changes }
     }
 
     /// Waits until every position of `consistency` is applied.
@@ -518,6 +505,62 @@ fn group_to_wire(group: GroupMetrics) -> v1::OrgGroupMetrics {
     }
 }
 
+fn models_from_wire(values: &[i32]) -> Result<(bool, bool), Status> {
+    if values.is_empty() {
+        return Ok((true, true));
+    }
+    let (mut trust, mut loyalty) = (false, false);
+    for value in values {
+        match v1::StandingModel::try_from(*value) {
+            Ok(v1::StandingModel::Trust) => trust = true,
+            Ok(v1::StandingModel::Loyalty) => loyalty = true,
+            _ => return Err(Status::invalid_argument(format!("models: {value} is not a standing model"))),
+        }
+    }
+    Ok((trust, loyalty))
+}
+
+fn band_change_to_wire(change: &BandChange) -> v1::StandingChange {
+    let model_version = change.kind.model_version().to_owned();
+    let kind = match change.kind {
+        ChangeKind::Trust { from, to } => v1::standing_change::Change::Trust(v1::TrustBandChange {
+            model_version,
+            from_band: from.map_or(v1::TrustBand::Unspecified as i32, |(band, _)| band_to_wire(band)),
+            to_band: band_to_wire(to.0),
+            from_score: from.map(|(_, score)| u32::from(score)),
+            to_score: u32::from(to.1),
+        }),
+        ChangeKind::Loyalty { from, to } => v1::standing_change::Change::Loyalty(v1::LoyaltyBandChange {
+            model_version,
+            from_band: from
+                .map_or(v1::LoyaltyBand::Unspecified as i32, |state| loyalty_band_to_wire(state.band)),
+            to_band: loyalty_band_to_wire(to.band),
+            from_score: from.and_then(|state| state.score).map(u32::from),
+            to_score: to.score.map(u32::from),
+            from_at_risk: from.is_some_and(|state| state.at_risk),
+            to_at_risk: to.at_risk,
+            from_lifecycle: from
+                .map_or(v1::Lifecycle::Unspecified as i32, |state| lifecycle_to_wire(state.lifecycle)),
+            to_lifecycle: lifecycle_to_wire(to.lifecycle),
+        }),
+    };
+    v1::StandingChange {
+        sequence: change.sequence,
+        customer_id: change.customer_id.to_string(),
+        evaluated_at: Some(timestamp_to_wire(change.evaluated_at)),
+        cause: change.cause.as_ref().map(|cause| v1::StandingCause {
+            event_id: cause.event_id.to_string(),
+            event_type: cause.event_type.clone(),
+            position: Some(v1::Position {
+                partition: u32::from(cause.position.partition),
+                offset: cause.position.offset,
+            }),
+            occurred_at: Some(timestamp_to_wire(cause.occurred_at)),
+        }),
+        change: Some(kind),
+    }
+}
+
 fn observe<T>(method: &'static str, result: Result<T, Status>) -> Result<T, Status> {
     covenant_runtime::count_request("standing", method, &result);
     result
@@ -752,8 +795,94 @@ impl StandingApi {
     }
 }
 
+/// What a `WatchStanding` stream wants.
+#[derive(Debug, Clone)]
+struct WatchFilter {
+    customer: Option<CustomerId>,
+    trust: bool,
+    loyalty: bool,
+}
+
+impl WatchFilter {
+    fn accepts(&self, change: &BandChange) -> bool {
+        self.customer.as_ref().is_none_or(|customer| *customer == change.customer_id)
+            && match change.kind {
+                ChangeKind::Trust { .. } => self.trust,
+                ChangeKind::Loyalty { .. } => self.loyalty,
+            }
+    }
+}
+
+impl StandingApi {
+    /// Replays the recorded band changes after `after`, then follows new ones, into `sender`
+    /// until the client goes away (or a store read fails: the stream ends with that status).
+    async fn feed_changes(
+        &self,
+        mut after: u64,
+        filter: WatchFilter,
+        sender: mpsc::Sender<Result<v1::StandingChange, Status>>,
+    ) {
+        let mut recorded = self.band_changes.clone();
+        loop {
+            // Marked seen before reading: a change recorded during the read wakes the wait.
+            let last = *recorded.borrow_and_update();
+            while after < last {
+                let from = after;
+                let chunk = match self.read(move |store| store.band_changes_after(from, WATCH_CHUNK)).await {
+                    Ok(chunk) => chunk,
+                    Err(status) => {
+                        let _ = sender.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let Some(end) = chunk.last().map(|change| change.sequence) else { break };
+                for change in chunk.iter().filter(|change| filter.accepts(change)) {
+                    if sender.send(Ok(band_change_to_wire(change))).await.is_err() {
+                        return;
+                    }
+                }
+                after = end;
+            }
+            tokio::select! {
+                changed = recorded.changed() => if changed.is_err() {
+                    let _ = sender.send(Err(Status::unavailable("standing is stopping"))).await;
+                    return;
+                },
+                () = sender.closed() => return,
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl standing_server::Standing for StandingApi {
+    type WatchStandingStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::StandingChange, Status>> + Send>>;
+
+    async fn watch_standing(
+        &self,
+        request: Request<v1::WatchStandingRequest>,
+    ) -> Result<Response<Self::WatchStandingStream>, Status> {
+        let request = request.into_inner();
+        let started = (|| {
+            let customer = optional_customer(&request.customer_id)?;
+            let (trust, loyalty) = models_from_wire(&request.models)?;
+            let last = *self.band_changes.borrow();
+            if request.after_sequence > last {
+                return Err(Status::failed_precondition(format!(
+                    "after_sequence: {} is beyond the last band change recorded, {last} (were the projections rebuilt?); start again from 0",
+                    request.after_sequence
+                )));
+            }
+            Ok(WatchFilter { customer, trust, loyalty })
+        })();
+        let filter = observe("WatchStanding", started)?;
+        let (sender, receiver) = mpsc::channel(WATCH_CHUNK);
+        let api = self.clone();
+        tokio::spawn(async move { api.feed_changes(request.after_sequence, filter, sender).await });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
     async fn get_trust(
         &self,
         request: Request<v1::GetTrustRequest>,

@@ -29,6 +29,10 @@ struct Args {
     /// NATS server.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// How often every customer's bands are evaluated again for `WatchStanding` (seconds), to
+    /// find what time alone changes (decayed evidence, lapsed customers).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    band_sweep_secs: u64,
 }
 
 /// Parses the arguments and runs standing until SIGINT or SIGTERM.
@@ -43,6 +47,7 @@ async fn run() -> Result<()> {
     config.partitions = args.partitions;
     config.grpc_addr = args.grpc_addr;
     config.metrics_addr = args.metrics_addr.0;
+    config.bands.sweep_every = std::time::Duration::from_secs(args.band_sweep_secs);
     let mut standing = start(config).await?;
     // One machine-readable line for scripts and tests.
     println!("standing listening on {}", standing.grpc_addr);

@@ -5,11 +5,15 @@
 //!
 //! - [`views`]: the read models and how events change them (pure).
 //! - [`store`]: the projections in RocksDB; the consumer's sink.
+//! - [`bands`]: band changes, and trust and loyalty from a stored history (pure).
+//! - [`tracker`]: the band tracker, which records band changes for `WatchStanding`.
 //! - [`api`]: gRPC `Standing`.
 
 pub mod api;
+pub mod bands;
 pub mod cli;
 pub mod store;
+pub mod tracker;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -27,6 +31,7 @@ use covenant_proto::v1::standing_server::StandingServer;
 
 pub use api::StandingApi;
 pub use store::StandingStore;
+pub use tracker::TrackerConfig;
 
 /// Durable consumer names of standing: `standing-p<partition>`.
 pub const CONSUMER_NAME: &str = "standing";
@@ -45,6 +50,8 @@ pub struct StandingConfig {
     pub trust: TrustParams,
     pub loyalty: LoyaltyParams,
     pub sla: SlaPolicy,
+    /// How the band tracker behind `WatchStanding` paces itself.
+    pub bands: TrackerConfig,
 }
 
 impl StandingConfig {
@@ -58,6 +65,7 @@ impl StandingConfig {
             trust: TrustParams::default(),
             loyalty: LoyaltyParams::default(),
             sla: SlaPolicy::default(),
+            bands: TrackerConfig::default(),
         }
     }
 }
@@ -111,7 +119,16 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
         )
         .await?,
     );
-    let api = StandingApi::new(store, Arc::clone(&consumer), config.trust, config.loyalty);
+    let tracker = {
+        let (store, trust, loyalty) = (store.clone(), config.trust, config.loyalty);
+        tokio::task::spawn_blocking(move || tracker::BandTracker::new(store, trust, loyalty))
+            .await?
+            .context("read the band changes recorded so far")?
+    };
+    let band_changes = tracker.subscribe();
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
+    let band_tracker = tracker::spawn(tracker, store.band_wake(), config.bands, stopped.clone());
+    let api = StandingApi::new(store, Arc::clone(&consumer), config.trust, config.loyalty, band_changes);
 
     // Serving while connected to NATS with every partition's consumer running: queries still
     // answer without NATS, but from projections that no longer move.
@@ -130,7 +147,6 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
     let (listener, grpc_addr) = covenant_runtime::bind(config.grpc_addr).await?;
     tracing::info!(%grpc_addr, nats = %config.nats_url, partitions = config.partitions, "standing listening");
 
-    let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
@@ -143,6 +159,9 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
             .map_err(|error| anyhow::anyhow!("the gRPC server task failed: {error}"))
             .and_then(|served| served);
         stopping.stop();
+        if let Err(error) = band_tracker.await {
+            tracing::warn!(%error, "the band tracker task failed");
+        }
         if tokio::time::timeout(Duration::from_secs(2), client.drain()).await.is_err() {
             tracing::warn!("NATS did not drain within 2 s");
         }

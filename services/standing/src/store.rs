@@ -8,11 +8,19 @@
 //! | `complaints` | customer ‖ 0 ‖ complaint id | [`ComplaintRecord`] |
 //! | `resolutions` | customer ‖ 0 ‖ complaint id | when the complaint was last resolved ([`Timestamp`]); no entry while open |
 //! | `surveys` | answered at (unix ms, u64 BE) ‖ customer ‖ 0 ‖ survey id | [`SurveyFact`] |
+//! | `band_dirty` | customer ‖ 0 ‖ partition (u16 BE) ‖ offset (u64 BE) | [`Cause`]: the customer's last event of a batch, until the band tracker evaluates them |
+//! | `bands` | customer | [`Snapshot`]: their bands at the tracker's last evaluation |
+//! | `band_changes` | sequence (u64 BE, from 1) | [`BandChange`] |
 //! | `meta` | `checkpoint/<partition>` | next offset to apply |
 //!
 //! Customer ids never contain a 0 byte, so `customer ‖ 0` is an exact prefix. [`StandingStore`]
 //! is the consumer's [`EventSink`]: one `WriteBatch` per consumer batch holds every projection
 //! change and the partition's new checkpoint.
+//!
+//! `band_dirty` is written in the projections' batch (one entry per customer per batch) and
+//! consumed by the band tracker (`crate::tracker`), the only writer of `bands` and
+//! `band_changes`: it deletes exactly the entries it read, so an entry written meanwhile waits
+//! for the next round.
 //!
 //! `resolutions` is kept apart from `complaints` so that the stored [`ComplaintRecord`]s keep
 //! their encoding; `surveys` is ordered by answer time so that a time window is one range scan.
@@ -22,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use covenant_bus::{EventSink, SinkError};
 use covenant_domain::deadlines::{SlaPolicy, deadline_changes};
@@ -29,7 +38,9 @@ use covenant_domain::ids::CustomerId;
 use covenant_domain::org_metrics::{Fact, Window};
 use covenant_domain::{Event, RecordedEvent, Timestamp};
 use covenant_store::{Result, Store, StoreError};
+use tokio::sync::Notify;
 
+use crate::bands::{BandChange, Cause, Snapshot};
 use crate::views::{
     ComplaintRecord, CustomerRecord, PromiseRecord, PromiseStatus, SurveyFact, apply_clock_change,
     complaint_facts, complaint_opened, promise_fact, promise_made, survey_answered, update_complaint,
@@ -42,7 +53,11 @@ pub const PROMISES: &str = "promises";
 pub const COMPLAINTS: &str = "complaints";
 pub const RESOLUTIONS: &str = "resolutions";
 pub const SURVEYS: &str = "surveys";
-const FAMILIES: [&str; 6] = [TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS, RESOLUTIONS, SURVEYS];
+pub const BAND_DIRTY: &str = "band_dirty";
+pub const BANDS: &str = "bands";
+pub const BAND_CHANGES: &str = "band_changes";
+const FAMILIES: [&str; 9] =
+    [TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS, RESOLUTIONS, SURVEYS, BAND_DIRTY, BANDS, BAND_CHANGES];
 
 /// Most index entries one list request examines before it answers with a page token.
 const MAX_SCAN: usize = 100_000;
@@ -85,6 +100,26 @@ pub struct Page<T> {
 pub struct StandingStore {
     store: Store,
     policy: SlaPolicy,
+    /// Told after every applied batch: the band tracker has customers to evaluate.
+    band_wake: Arc<Notify>,
+}
+
+/// Customers the band tracker has to evaluate: each with the `band_dirty` keys that named them
+/// and the latest cause among those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirtyCustomer {
+    pub customer_id: CustomerId,
+    pub keys: Vec<Vec<u8>>,
+    pub cause: Cause,
+}
+
+/// A customer the band tracker evaluated: the snapshot to keep (`None`: unchanged, nothing to
+/// write) and the changes to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub customer_id: CustomerId,
+    pub snapshot: Option<Snapshot>,
+    pub changes: Vec<BandChange>,
 }
 
 fn customer_prefix(customer: &CustomerId) -> Vec<u8> {
@@ -117,6 +152,31 @@ fn survey_key(answered_at: Timestamp, customer: &CustomerId, survey_id: &str) ->
     key
 }
 
+fn dirty_key(customer: &CustomerId, position: covenant_domain::Position) -> Vec<u8> {
+    let mut key = customer_prefix(customer);
+    key.extend_from_slice(&position.partition.to_be_bytes());
+    key.extend_from_slice(&position.offset.to_be_bytes());
+    key
+}
+
+/// The customer a `band_dirty` key names.
+fn dirty_customer(key: &[u8]) -> Result<CustomerId> {
+    key.iter()
+        .position(|byte| *byte == 0)
+        .and_then(|end| std::str::from_utf8(&key[..end]).ok())
+        .and_then(|id| CustomerId::new(id).ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            family: BAND_DIRTY.into(),
+            reason: "a key does not start with a customer id".into(),
+        })
+}
+
+fn customer_key(key: &[u8], family: &str) -> Result<CustomerId> {
+    std::str::from_utf8(key).ok().and_then(|key| CustomerId::new(key).ok()).ok_or_else(|| {
+        StoreError::Corrupt { family: family.into(), reason: "a key is not a customer id".into() }
+    })
+}
+
 /// The answer time at the start of a `surveys` key.
 fn survey_time(key: &[u8]) -> Result<Timestamp> {
     key.get(..8)
@@ -132,7 +192,16 @@ fn survey_time(key: &[u8]) -> Result<Timestamp> {
 impl StandingStore {
     /// Opens (creating when missing) the projections in `dir` for `partitions` partitions.
     pub fn open(dir: &Path, partitions: u16, policy: SlaPolicy) -> Result<Self> {
-        Ok(Self { store: Store::open(dir, &FAMILIES, partitions)?, policy })
+        Ok(Self {
+            store: Store::open(dir, &FAMILIES, partitions)?,
+            policy,
+            band_wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified after every applied batch (a permit is kept when nobody waits).
+    pub fn band_wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.band_wake)
     }
 
     /// What the projections remember of `customer` (`None`: no event of theirs applied yet).
@@ -142,19 +211,84 @@ impl StandingStore {
 
     /// Every customer with at least one applied event, in id order.
     pub fn customer_ids(&self) -> Result<Vec<CustomerId>> {
+        self.customer_ids_after(None, usize::MAX)
+    }
+
+    /// Up to `limit` customers with at least one applied event, in id order after `after`.
+    pub fn customer_ids_after(&self, after: Option<&CustomerId>, limit: usize) -> Result<Vec<CustomerId>> {
+        let start = after.map(|after| [after.as_str().as_bytes(), &[0]].concat()).unwrap_or_default();
         let mut ids = Vec::new();
-        self.store.visit(CUSTOMERS, b"", b"", |key, _| {
-            let id =
-                std::str::from_utf8(key).ok().and_then(|key| CustomerId::new(key).ok()).ok_or_else(|| {
-                    StoreError::Corrupt {
-                        family: CUSTOMERS.into(),
-                        reason: "a key is not a customer id".into(),
-                    }
-                })?;
-            ids.push(id);
-            Ok(true)
+        if limit == 0 {
+            return Ok(ids);
+        }
+        self.store.visit(CUSTOMERS, b"", &start, |key, _| {
+            ids.push(customer_key(key, CUSTOMERS)?);
+            Ok(ids.len() < limit)
         })?;
         Ok(ids)
+    }
+
+    /// Customers waiting for the band tracker, from the first `limit` `band_dirty` entries.
+    pub fn dirty_customers(&self, limit: usize) -> Result<Vec<DirtyCustomer>> {
+        let mut dirty: Vec<DirtyCustomer> = Vec::new();
+        let mut read = 0;
+        if limit == 0 {
+            return Ok(dirty);
+        }
+        self.store.visit(BAND_DIRTY, b"", b"", |key, value| {
+            read += 1;
+            let customer_id = dirty_customer(key)?;
+            let cause: Cause = covenant_store::decode(BAND_DIRTY, value)?;
+            match dirty.last_mut() {
+                Some(last) if last.customer_id == customer_id => {
+                    last.keys.push(key.to_vec());
+                    // Keys sort by position within a customer: the later one is the latest.
+                    last.cause = cause;
+                }
+                _ => dirty.push(DirtyCustomer { customer_id, keys: vec![key.to_vec()], cause }),
+            }
+            Ok(read < limit)
+        })?;
+        Ok(dirty)
+    }
+
+    /// `customer`'s bands at the tracker's last evaluation (`None`: never evaluated).
+    pub fn snapshot(&self, customer: &CustomerId) -> Result<Option<Snapshot>> {
+        self.store.get(BANDS, customer.as_str().as_bytes())
+    }
+
+    /// The sequence of the last recorded band change (0: none yet).
+    pub fn last_band_sequence(&self) -> Result<u64> {
+        match self.store.last_key(BAND_CHANGES)? {
+            None => Ok(0),
+            Some(key) => <[u8; 8]>::try_from(key.as_slice()).map(u64::from_be_bytes).map_err(|_| {
+                StoreError::Corrupt { family: BAND_CHANGES.into(), reason: "a key is not a sequence".into() }
+            }),
+        }
+    }
+
+    /// Up to `limit` band changes after sequence `after`, in sequence order.
+    pub fn band_changes_after(&self, after: u64, limit: usize) -> Result<Vec<BandChange>> {
+        let start = after.saturating_add(1).to_be_bytes();
+        Ok(self.store.scan(BAND_CHANGES, b"", &start, limit)?.into_iter().map(|(_, change)| change).collect())
+    }
+
+    /// Writes what the band tracker found, in one batch: the new snapshots, the changes, and the
+    /// deletion of the `band_dirty` entries it consumed.
+    pub fn record_evaluations(&self, evaluated: &[Evaluated], consumed: &[Vec<u8>]) -> Result<()> {
+        let mut batch = self.store.batch();
+        for customer in evaluated {
+            if let Some(snapshot) = &customer.snapshot {
+                batch.put(BANDS, customer.customer_id.as_str().as_bytes(), snapshot)?;
+            }
+            for change in &customer.changes {
+                batch.put(BAND_CHANGES, &change.sequence.to_be_bytes(), change)?;
+            }
+        }
+        for key in consumed {
+            batch.delete(BAND_DIRTY, key)?;
+        }
+        batch.commit()
     }
 
     /// Up to `max` events of `customer` from stream version `from_version` on.
@@ -281,8 +415,10 @@ impl StandingStore {
         let mut customers: HashMap<CustomerId, CustomerRecord> = HashMap::new();
         let mut promises: HashMap<Vec<u8>, PromiseRecord> = HashMap::new();
         let mut complaints: HashMap<Vec<u8>, ComplaintRecord> = HashMap::new();
+        let mut latest: HashMap<&CustomerId, &RecordedEvent> = HashMap::new();
         let mut batch = self.store.batch();
         for event in events {
+            latest.insert(&event.customer_id, event);
             let customer_id = &event.customer_id;
             let occurred_at = event.metadata.occurred_at;
             batch.put(TIMELINE, &timeline_key(customer_id, event.stream_version), event)?;
@@ -345,8 +481,13 @@ impl StandingStore {
         for (key, record) in &complaints {
             batch.put(COMPLAINTS, key, record)?;
         }
+        for (customer_id, event) in latest {
+            batch.put(BAND_DIRTY, &dirty_key(customer_id, event.position), &Cause::of(event))?;
+        }
         batch.set_checkpoint(partition, last.position.offset + 1)?;
-        batch.commit()
+        batch.commit()?;
+        self.band_wake.notify_one();
+        Ok(())
     }
 }
 
