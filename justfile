@@ -9,7 +9,8 @@ cargo_flags := "--workspace --locked"
 default:
     @just --list
 
-# Install missing prerequisites (libclang for RocksDB's bindings, a C++ compiler, nats-server 2.10+).
+# Install missing prerequisites (libclang for RocksDB's bindings, a C++ compiler, nats-server 2.10+,
+# a virtualenv for the Python examples).
 setup:
     @scripts/setup.sh
 
@@ -27,7 +28,7 @@ demo *args:
 test: setup
     cargo fmt --all -- --check
     cargo clippy {{cargo_flags}} --all-targets -- -D warnings
-    export NATS_SERVER_BIN="$(scripts/nats-server-path.sh)"; \
+    export NATS_SERVER_BIN="$(scripts/nats-server-path.sh)" COVENANT_PYTHON="$PWD/target/python-examples/bin/python"; \
     if cargo nextest --version >/dev/null 2>&1; then \
         cargo nextest run {{cargo_flags}} --no-fail-fast; \
     else \

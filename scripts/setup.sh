@@ -49,4 +49,24 @@ if ! "$here/nats-server-path.sh" >/dev/null; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
   "$here/nats-server-path.sh" >/dev/null || { say "nats-server 2.10+ is still missing: set NATS_SERVER_BIN"; exit 1; }
 fi
-say "ok: build prerequisites present; nats-server: $("$here/nats-server-path.sh")"
+
+# The Python examples (examples/python, run by `just test`) get their own virtualenv under
+# target/, rebuilt when their requirements change.
+root=$(cd "$here/.." && pwd)
+venv="$root/target/python-examples"
+requirements="$root/examples/python/requirements.txt"
+if ! cmp -s "$requirements" "$venv/requirements.installed" 2>/dev/null; then
+  if ! command -v python3 >/dev/null 2>&1; then
+    apt_install python3
+  fi
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_install python3-venv
+  fi
+  say "creating $venv for the Python examples (pip: examples/python/requirements.txt)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/requirements.installed"
+fi
+say "ok: build prerequisites present; nats-server: $("$here/nats-server-path.sh"); Python examples: $venv"
+

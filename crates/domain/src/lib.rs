@@ -17,6 +17,7 @@
 //! The log (`covenant-log`) calls [`decide()`] inside its partition writers and persists the
 //! events; everything here is deterministic given its inputs (clocks are passed in).
 
+pub mod audit;
 pub mod commands;
 pub mod deadlines;
 pub mod decide;

@@ -166,7 +166,17 @@ impl event_log_server::EventLog for EventLogApi {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let request = request.into_inner();
         let filter = type_filter(&request.event_types)?;
-        let offsets = start_offsets(&request.from, self.log.partition_count())?;
+        let mut offsets = start_offsets(&request.from, self.log.partition_count())?;
+        if request.from_end {
+            for (partition, offset) in offsets.iter_mut().enumerate() {
+                let listed = request.from.iter().any(|start| start.partition as usize == partition);
+                if !listed {
+                    let committed =
+                        self.log.committed(partition as u16).map_err(|error| status::from_log(&error))?;
+                    *offset = *committed.borrow();
+                }
+            }
+        }
         let (sender, receiver) = mpsc::channel(1024);
         for (partition, from) in offsets.into_iter().enumerate() {
             let mut tail = self.log.tail(partition as u16, from).map_err(|error| status::from_log(&error))?;

@@ -1,0 +1,532 @@
+//! `covenant audit promises`: every broken promise with its whole story, the silent breaks, and
+//! promise keeping by team, agent and kind, replayed from a log directory, a backup, or a
+//! running ledger (`covenant_audit`), printed as a table, JSON or CSV.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use covenant_audit::{AuditFilter, AuditReport, EventSource, LedgerSource, LogSource, audit};
+use covenant_domain::audit::{Break, GroupSummary, PromiseStory, Settlement, days};
+use covenant_domain::events::{BreakDetection, CompensationKind};
+use covenant_domain::ids::CustomerId;
+use covenant_domain::loyalty::{Lifecycle, LoyaltyParams};
+use covenant_domain::org_metrics::promise_kind_name;
+use covenant_domain::trust::TrustParams;
+use covenant_domain::{Span, Timestamp};
+use serde_json::json;
+
+/// `covenant audit …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Every broken promise (recorded, and silent: past due with no outcome) with its story, and
+    /// promise keeping by team, agent and promise kind.
+    Promises(PromisesArgs),
+}
+
+/// How to print the audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Where a replay of the history reads from (`audit`, `export`): a data directory (default
+/// `data`), a backup, or a running ledger.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SourceArgs {
+    /// Read the log in this data directory (its `log/`), read-only: works beside a running ledger.
+    #[arg(long, conflicts_with_all = ["backup", "ledger"])]
+    data: Option<PathBuf>,
+    /// Read a backup made by `covenant backup`.
+    #[arg(long, conflicts_with = "ledger")]
+    backup: Option<PathBuf>,
+    /// Read from a running ledger over gRPC (personal data comes back empty).
+    #[arg(long)]
+    ledger: Option<String>,
+}
+
+impl SourceArgs {
+    /// Opens the source the options name.
+    pub(crate) async fn open(&self) -> anyhow::Result<Box<dyn EventSource + Send>> {
+        Ok(match (&self.ledger, &self.backup, &self.data) {
+            (Some(url), _, _) => Box::new(LedgerSource::connect(url).await?),
+            (None, Some(backup), _) => Box::new(open_log(backup.clone(), "--backup").await?),
+            (None, None, data) => {
+                let data = data.clone().unwrap_or_else(|| PathBuf::from("data"));
+                Box::new(open_log(data.join("log"), "--data").await?)
+            }
+        })
+    }
+}
+
+/// Options of `covenant audit promises`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PromisesArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Only promises due at or after this instant (RFC 3339, or a date: 2026-11-01).
+    #[arg(long, value_parser = parse_instant)]
+    from: Option<Timestamp>,
+    /// Only promises due before this instant.
+    #[arg(long, value_parser = parse_instant)]
+    to: Option<Timestamp>,
+    /// Only this customer's promises (their stream alone is read).
+    #[arg(long)]
+    customer: Option<String>,
+    /// Only promises made by this team.
+    #[arg(long)]
+    team: Option<String>,
+    /// Only promises made by this agent.
+    #[arg(long)]
+    agent: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// An instant from the command line: RFC 3339 (`2026-11-01T09:30:00Z`) or a UTC date.
+pub(crate) fn parse_instant(text: &str) -> Result<Timestamp, String> {
+    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
+    let at = humantime::parse_rfc3339_weak(&full).map_err(|error| {
+        format!("`{text}` is not an instant (2026-11-01 or 2026-11-01T09:30:00Z): {error}")
+    })?;
+    let millis = at.duration_since(UNIX_EPOCH).map_err(|_| format!("`{text}` is before 1970"))?.as_millis();
+    let millis = i64::try_from(millis).map_err(|_| format!("`{text}` is too far in the future"))?;
+    Timestamp::from_unix_millis("instant", millis).map_err(|error| error.to_string())
+}
+
+/// RFC 3339 to the second, UTC.
+pub(crate) fn instant(at: Timestamp) -> String {
+    let since = Duration::from_millis(u64::try_from(at.unix_millis()).unwrap_or(0));
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + since).to_string()
+}
+
+/// A span in its largest sensible unit: `45min`, `6.0h`, `2.5d`.
+fn human(span: Span) -> String {
+    let minutes = span.millis() as f64 / 60_000.0;
+    if minutes < 90.0 {
+        format!("{minutes:.0}min")
+    } else if minutes < 48.0 * 60.0 {
+        format!("{:.1}h", minutes / 60.0)
+    } else {
+        format!("{:.1}d", days(span))
+    }
+}
+
+fn detection_name(detection: BreakDetection) -> &'static str {
+    match detection {
+        BreakDetection::Deadline => "deadline",
+        BreakDetection::CustomerReport => "customer_report",
+        BreakDetection::Audit => "audit",
+    }
+}
+
+fn how_broken(story: &PromiseStory) -> &'static str {
+    match &story.broke {
+        Break::Recorded { detection, .. } => detection_name(*detection),
+        Break::Silent => "SILENT",
+    }
+}
+
+fn compensation_kind(kind: CompensationKind) -> &'static str {
+    match kind {
+        CompensationKind::Refund => "refund",
+        CompensationKind::Credit => "credit",
+        CompensationKind::Gift => "gift",
+        CompensationKind::Discount => "discount",
+        CompensationKind::Replacement => "replacement",
+        CompensationKind::Waiver => "waiver",
+    }
+}
+
+fn lifecycle_name(lifecycle: Lifecycle) -> &'static str {
+    match lifecycle {
+        Lifecycle::Prospect => "prospect",
+        Lifecycle::Active => "active",
+        Lifecycle::Lapsed => "lapsed",
+        Lifecycle::Churned => "churned",
+        Lifecycle::WonBack => "won_back",
+    }
+}
+
+fn settlement_name(settlement: Option<Settlement>) -> &'static str {
+    match settlement {
+        None => "open",
+        Some(Settlement::KeptOnTime) => "kept_on_time",
+        Some(Settlement::KeptLate { .. }) => "kept_late",
+        Some(Settlement::PartiallyKept) => "partially_kept",
+        Some(Settlement::Broken { .. }) => "broken",
+        Some(Settlement::Cancelled) => "cancelled",
+        Some(Settlement::Silent { .. }) => "silently_broken",
+    }
+}
+
+fn money(amount_minor: i64, currency: &str) -> String {
+    format!("{}.{:02} {currency}", amount_minor / 100, (amount_minor % 100).abs())
+}
+
+fn optional<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+    value.map_or_else(|| "—".to_owned(), show)
+}
+
+fn percent(value: Option<f64>) -> String {
+    optional(value, |value| format!("{value:.0}%"))
+}
+
+/// The CSV columns, in [`row`]'s order.
+const HEADER: [&str; 25] = [
+    "broke_at",
+    "customer_id",
+    "promise_id",
+    "kind",
+    "description",
+    "made_by",
+    "team",
+    "made_at",
+    "first_due_at",
+    "due_at",
+    "renegotiations",
+    "renegotiations_consented",
+    "broken_by",
+    "days_late",
+    "apology_after_hours",
+    "compensation",
+    "compensation_after_hours",
+    "fix_promise",
+    "fix_outcome",
+    "trust_before",
+    "trust_after",
+    "trust_now",
+    "churned_at",
+    "lifecycle_now",
+    "recovered",
+];
+
+/// One story as a CSV row (empty where there is nothing).
+fn row(story: &PromiseStory) -> [String; 25] {
+    let consented = story.renegotiations.iter().filter(|change| change.customer_consented).count();
+    let or_empty = |value: Option<String>| value.unwrap_or_default();
+    [
+        instant(story.broke_at()),
+        story.customer_id.to_string(),
+        story.promise_id.to_string(),
+        promise_kind_name(story.kind).to_owned(),
+        story.description.as_str().to_owned(),
+        story.made_by.to_string(),
+        story.team.as_ref().map(ToString::to_string).unwrap_or_default(),
+        instant(story.made_at),
+        instant(story.first_due_at),
+        instant(story.due_at),
+        story.renegotiations.len().to_string(),
+        consented.to_string(),
+        how_broken(story).to_owned(),
+        format!("{:.2}", days(story.late)),
+        or_empty(story.apology.as_ref().map(|apology| hours(apology.after))),
+        or_empty(story.compensation.as_ref().map(|paid| {
+            format!(
+                "{} {}",
+                compensation_kind(paid.kind),
+                money(paid.amount.amount_minor, &paid.amount.currency.to_string())
+            )
+        })),
+        or_empty(story.compensation.as_ref().map(|paid| hours(paid.after))),
+        or_empty(story.fix.as_ref().map(|fix| fix.promise_id.to_string())),
+        or_empty(story.fix.as_ref().map(|fix| settlement_name(fix.outcome).to_owned())),
+        or_empty(story.trust_before.map(|score| score.to_string())),
+        or_empty(story.trust_after.map(|score| score.to_string())),
+        story.trust_now.to_string(),
+        or_empty(story.churned_at.map(instant)),
+        lifecycle_name(story.lifecycle_now).to_owned(),
+        story.recovered().to_string(),
+    ]
+}
+
+fn hours(span: Span) -> String {
+    format!("{:.2}", span.millis() as f64 / 3_600_000.0)
+}
+
+fn story_json(story: &PromiseStory) -> serde_json::Value {
+    json!({
+        "customer_id": story.customer_id.as_str(),
+        "promise_id": story.promise_id.as_str(),
+        "kind": promise_kind_name(story.kind),
+        "description": story.description.as_str(),
+        "made_by": story.made_by.as_str(),
+        "team": story.team.as_ref().map(|team| team.as_str()),
+        "made_at": instant(story.made_at),
+        "first_due_at": instant(story.first_due_at),
+        "due_at": instant(story.due_at),
+        "grace_seconds": story.grace.millis() / 1000,
+        "renegotiations": story.renegotiations.iter().map(|change| json!({
+            "at": instant(change.at),
+            "previous_due_at": instant(change.previous_due_at),
+            "new_due_at": instant(change.new_due_at),
+            "customer_consented": change.customer_consented,
+        })).collect::<Vec<_>>(),
+        "broken": match &story.broke {
+            Break::Recorded { detection, detected_at, event_id, position } => json!({
+                "how": detection_name(*detection),
+                "detected_at": instant(*detected_at),
+                "event_id": event_id.to_string(),
+                "partition": position.partition,
+                "offset": position.offset,
+            }),
+            Break::Silent => json!({ "how": "silent" }),
+        },
+        "days_late": days(story.late),
+        "apology": story.apology.as_ref().map(|apology| json!({
+            "at": instant(apology.at), "hours_after": apology.after.millis() as f64 / 3_600_000.0,
+        })),
+        "compensation": story.compensation.as_ref().map(|paid| json!({
+            "at": instant(paid.at),
+            "hours_after": paid.after.millis() as f64 / 3_600_000.0,
+            "kind": compensation_kind(paid.kind),
+            "amount_minor": paid.amount.amount_minor,
+            "currency": paid.amount.currency.to_string(),
+        })),
+        "fix": story.fix.as_ref().map(|fix| json!({
+            "promise_id": fix.promise_id.as_str(),
+            "made_at": instant(fix.made_at),
+            "due_at": instant(fix.due_at),
+            "outcome": settlement_name(fix.outcome),
+        })),
+        "recovered": story.recovered(),
+        "trust_before": story.trust_before,
+        "trust_after": story.trust_after,
+        "trust_now": story.trust_now,
+        "churned_at": story.churned_at.map(instant),
+        "lifecycle_now": lifecycle_name(story.lifecycle_now),
+        "lost_afterwards": story.lost_afterwards(),
+    })
+}
+
+fn group_json(group: &GroupSummary) -> serde_json::Value {
+    json!({
+        "group": group.group,
+        "settled": group.settled,
+        "kept_on_time": group.kept_on_time,
+        "kept_late": group.kept_late,
+        "partially_kept": group.partially_kept,
+        "broken": group.broken,
+        "silent": group.silent,
+        "cancelled": group.cancelled,
+        "keeping_rate_percent": group.keeping_rate_percent,
+        "median_days_late": group.median_days_late,
+        "recovery_rate_percent": group.recovery_rate_percent,
+    })
+}
+
+fn report_json(report: &AuditReport) -> serde_json::Value {
+    json!({
+        "as_of": instant(report.as_of),
+        "records_read": report.records_read,
+        "promises_judged": report.promises_judged,
+        "promises_pending": report.promises_pending,
+        "broken_promises": report.stories.iter().map(story_json).collect::<Vec<_>>(),
+        "silent_breaks": report.silent().count(),
+        "summary": {
+            "overall": group_json(&report.overall),
+            "by_team": report.by_team.iter().map(group_json).collect::<Vec<_>>(),
+            "by_agent": report.by_agent.iter().map(group_json).collect::<Vec<_>>(),
+            "by_kind": report.by_kind.iter().map(group_json).collect::<Vec<_>>(),
+        },
+    })
+}
+
+fn summary_table(out: &mut impl Write, title: &str, groups: &[GroupSummary]) -> std::io::Result<()> {
+    writeln!(out, "\n{title}")?;
+    writeln!(
+        out,
+        "  {:<20} {:>7} {:>7} {:>5} {:>6} {:>6} {:>6} {:>9} {:>8} {:>11} {:>9}",
+        "",
+        "settled",
+        "on time",
+        "late",
+        "broken",
+        "silent",
+        "cancel",
+        "keeping",
+        "med late",
+        "recovered",
+        ""
+    )?;
+    for group in groups {
+        writeln!(
+            out,
+            "  {:<20} {:>7} {:>7} {:>5} {:>6} {:>6} {:>6} {:>9} {:>8} {:>11}",
+            group.group,
+            group.settled,
+            group.kept_on_time,
+            group.kept_late,
+            group.broken,
+            group.silent,
+            group.cancelled,
+            percent(group.keeping_rate_percent),
+            optional(group.median_days_late, |days| format!("{days:.1}d")),
+            percent(group.recovery_rate_percent),
+        )?;
+    }
+    Ok(())
+}
+
+fn table(out: &mut impl Write, report: &AuditReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "audit as of {}: {} records read, {} promises judged ({} open, not yet due), {} broken ({} silent)\n",
+        instant(report.as_of),
+        report.records_read,
+        report.promises_judged,
+        report.promises_pending,
+        report.stories.len(),
+        report.silent().count()
+    )?;
+    writeln!(
+        out,
+        "{:<20} {:<16} {:<14} {:<10} {:<10} {:<12} {:<20} {:<16} {:>7} {:>5} {:>8} {:>18} {:>9} {:<10}",
+        "broke",
+        "customer",
+        "promise",
+        "kind",
+        "agent",
+        "team",
+        "due",
+        "how",
+        "late",
+        "reneg",
+        "apology",
+        "compensation",
+        "trust",
+        "now"
+    )?;
+    for story in &report.stories {
+        let reneg = format!(
+            "{}/{}",
+            story.renegotiations.iter().filter(|change| change.customer_consented).count(),
+            story.renegotiations.len()
+        );
+        let trust = match (story.trust_before, story.trust_after) {
+            (Some(before), Some(after)) => format!("{before}→{after}"),
+            _ => format!("{}", story.trust_now),
+        };
+        let now = if story.churned_at.is_some() { "churned" } else { lifecycle_name(story.lifecycle_now) };
+        writeln!(
+            out,
+            "{:<20} {:<16} {:<14} {:<10} {:<10} {:<12} {:<20} {:<16} {:>7} {:>5} {:>8} {:>18} {:>9} {:<10}",
+            instant(story.broke_at()),
+            story.customer_id.as_str(),
+            story.promise_id.as_str(),
+            promise_kind_name(story.kind),
+            story.made_by.as_str(),
+            story.team.as_ref().map_or("—", |team| team.as_str()),
+            instant(story.due_at),
+            how_broken(story),
+            human(story.late),
+            reneg,
+            optional(story.apology.as_ref(), |apology| format!("+{}", human(apology.after))),
+            optional(story.compensation.as_ref(), |paid| format!(
+                "+{} {}",
+                human(paid.after),
+                money(paid.amount.amount_minor, &paid.amount.currency.to_string())
+            )),
+            trust,
+            now,
+        )?;
+    }
+    if report.silent().count() > 0 {
+        writeln!(
+            out,
+            "\nSILENT: {} promise(s) are past due (plus grace) with no outcome in the log: kept, broken or \
+             cancelled, nobody recorded it (was the watchdog down?).",
+            report.silent().count()
+        )?;
+    }
+    summary_table(out, "overall", std::slice::from_ref(&report.overall))?;
+    summary_table(out, "by team", &report.by_team)?;
+    summary_table(out, "by agent", &report.by_agent)?;
+    summary_table(out, "by promise kind", &report.by_kind)?;
+    Ok(())
+}
+
+fn csv(out: impl Write, report: &AuditReport) -> anyhow::Result<()> {
+    let mut writer = ::csv::Writer::from_writer(out);
+    writer.write_record(HEADER)?;
+    for story in &report.stories {
+        writer.write_record(row(story))?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// Runs `covenant audit …`.
+pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let AuditCommand::Promises(args) = command;
+    let filter = AuditFilter {
+        from: args.from,
+        to: args.to,
+        customer: args
+            .customer
+            .as_deref()
+            .map(|customer| CustomerId::new(customer).map_err(|error| anyhow::anyhow!("--customer: {error}")))
+            .transpose()?,
+        team: args.team.clone(),
+        agent: args.agent.clone(),
+    };
+    let mut source = args.source.open().await?;
+    let as_of = Timestamp::now();
+    let report = tokio::task::spawn_blocking(move || {
+        audit(source.as_mut(), &filter, as_of, &TrustParams::default(), &LoyaltyParams::default())
+    })
+    .await
+    .context("the audit task")??;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.format {
+        Format::Table => table(&mut out, &report)?,
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &report_json(&report))?;
+            writeln!(out)?;
+        }
+        Format::Csv => csv(&mut out, &report)?,
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens a log read-only, saying which option pointed at a place with no log.
+pub(crate) async fn open_log(path: PathBuf, option: &'static str) -> anyhow::Result<LogSource> {
+    if !path.exists() {
+        anyhow::bail!("{option}: there is no log at {}", path.display());
+    }
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || LogSource::open(&path))
+        .await
+        .context("open the log")?
+        .with_context(|| format!("{option}: open the log at {shown}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_parse_as_dates_or_rfc3339_and_print_back() {
+        let date = parse_instant("2026-11-01").unwrap();
+        assert_eq!(instant(date), "2026-11-01T00:00:00Z");
+        let full = parse_instant("2026-11-01T09:30:00Z").unwrap();
+        assert_eq!(full.unix_millis() - date.unix_millis(), 9 * 3_600_000 + 30 * 60_000);
+        let error = parse_instant("yesterday").unwrap_err();
+        assert!(error.contains("`yesterday` is not an instant"), "{error}");
+        assert!(parse_instant("1969-12-31").is_err());
+    }
+
+    #[test]
+    fn spans_read_in_their_largest_unit_and_money_in_units() {
+        assert_eq!(human(Span::from_secs(45 * 60)), "45min");
+        assert_eq!(human(Span::from_secs(6 * 3600)), "6.0h");
+        assert_eq!(human(Span::from_secs(60 * 3600)), "2.5d");
+        assert_eq!(money(1505, "EUR"), "15.05 EUR");
+    }
+}
