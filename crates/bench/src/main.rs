@@ -6,6 +6,8 @@
 //! - `covenant-bench codec`: the record codec alone (ns per record) beside plain postcard.
 //! - `covenant-bench services`: relay, gRPC ingest and event-to-standing visibility beside raw
 //!   JetStream publishing, against a real nats-server.
+//! - `covenant-bench ops`: audit, export and `Subscribe` catch-up over a million events beside a
+//!   raw scan of the same log.
 //! - `covenant-bench all`: every benchmark.
 //!
 //! Progress goes to stderr; the report (markdown) goes to stdout.
@@ -13,6 +15,7 @@
 mod codec_bench;
 mod disk;
 mod log_bench;
+mod ops_bench;
 mod raw;
 mod report;
 mod services_bench;
@@ -45,7 +48,10 @@ enum BenchCommand {
     },
     /// The services: relay vs raw JetStream, gRPC ingest, visibility in standing.
     Services(services_bench::ServicesArgs),
-    /// Every benchmark, one after the other (the services with their defaults).
+    /// Ops and data teams over a million events: audit, export, Subscribe catch-up, beside a raw
+    /// scan of the same log.
+    Ops(ops_bench::OpsArgs),
+    /// Every benchmark, one after the other (the services and ops with their defaults).
     All(log_bench::LogArgs),
 }
 
@@ -55,10 +61,12 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Log(args) => log_bench::run(&args),
         BenchCommand::Codec { event_bytes, runs } => codec_bench::run(event_bytes, runs),
         BenchCommand::Services(args) => services_bench::run(&args),
+        BenchCommand::Ops(args) => ops_bench::run(&args),
         BenchCommand::All(args) => {
             codec_bench::run(args.event_bytes, args.runs)?;
             log_bench::run(&args)?;
-            services_bench::run(&services_bench::ServicesArgs::default())
+            services_bench::run(&services_bench::ServicesArgs::default())?;
+            ops_bench::run(&ops_bench::OpsArgs::default())
         }
     }
 }

@@ -319,21 +319,32 @@ fn group_json(group: &GroupSummary) -> serde_json::Value {
     })
 }
 
-fn report_json(report: &AuditReport) -> serde_json::Value {
-    json!({
-        "as_of": instant(report.as_of),
-        "records_read": report.records_read,
-        "promises_judged": report.promises_judged,
-        "promises_pending": report.promises_pending,
-        "broken_promises": report.stories.iter().map(story_json).collect::<Vec<_>>(),
-        "silent_breaks": report.silent().count(),
-        "summary": {
-            "overall": group_json(&report.overall),
-            "by_team": report.by_team.iter().map(group_json).collect::<Vec<_>>(),
-            "by_agent": report.by_agent.iter().map(group_json).collect::<Vec<_>>(),
-            "by_kind": report.by_kind.iter().map(group_json).collect::<Vec<_>>(),
-        },
-    })
+/// The report as one JSON document, written a story at a time (a document of a million
+/// events' stories is never built in memory): the header fields, `broken_promises` (one story
+/// per line), `silent_breaks`, and `summary`.
+fn write_json(out: &mut impl Write, report: &AuditReport) -> anyhow::Result<()> {
+    let field = |name: &str, value: serde_json::Value| format!("{}: {value}", serde_json::Value::from(name));
+    writeln!(out, "{{")?;
+    writeln!(out, "  {},", field("as_of", json!(instant(report.as_of))))?;
+    writeln!(out, "  {},", field("records_read", json!(report.records_read)))?;
+    writeln!(out, "  {},", field("promises_judged", json!(report.promises_judged)))?;
+    writeln!(out, "  {},", field("promises_pending", json!(report.promises_pending)))?;
+    write!(out, "  \"broken_promises\": [")?;
+    for (index, story) in report.stories.iter().enumerate() {
+        write!(out, "{}\n    ", if index == 0 { "" } else { "," })?;
+        serde_json::to_writer(&mut *out, &story_json(story))?;
+    }
+    writeln!(out, "{}],", if report.stories.is_empty() { "" } else { "\n  " })?;
+    writeln!(out, "  {},", field("silent_breaks", json!(report.silent().count())))?;
+    let summary = json!({
+        "overall": group_json(&report.overall),
+        "by_team": report.by_team.iter().map(group_json).collect::<Vec<_>>(),
+        "by_agent": report.by_agent.iter().map(group_json).collect::<Vec<_>>(),
+        "by_kind": report.by_kind.iter().map(group_json).collect::<Vec<_>>(),
+    });
+    writeln!(out, "  {}", field("summary", summary))?;
+    writeln!(out, "}}")?;
+    Ok(())
 }
 
 fn summary_table(out: &mut impl Write, title: &str, groups: &[GroupSummary]) -> std::io::Result<()> {
@@ -481,14 +492,10 @@ pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     })
     .await
     .context("the audit task")??;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Table => table(&mut out, &report)?,
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &report_json(&report))?;
-            writeln!(out)?;
-        }
+        Format::Json => write_json(&mut out, &report)?,
         Format::Csv => csv(&mut out, &report)?,
     }
     out.flush()?;

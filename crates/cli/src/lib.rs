@@ -5,7 +5,7 @@
 //! their standing; `org-metrics` shows the organisation's service metrics from standing; `watch`
 //! follows customers' band changes; `audit promises` replays the history for every broken
 //! promise's story; `export` and `tail` give the events to data teams;
-//! `verify` and `backup` work on any log.
+//! `verify`, `replay`, `backup` and `restore` look after the data directory.
 
 mod audit;
 mod demo;
@@ -13,6 +13,7 @@ mod event_json;
 mod export;
 mod load;
 mod org_metrics;
+mod replay;
 mod tail;
 mod up;
 mod watch;
@@ -57,13 +58,26 @@ enum Commands {
     Export(export::ExportArgs),
     /// Show events as they are recorded (or from the start), from a running ledger, until Ctrl-C.
     Tail(tail::TailArgs),
-    /// Walk every partition's hash chain (read-only, beside a running writer); exit 1 naming the
-    /// first bad record.
+    /// Check the data directory (read-only, beside running services): every partition's hash
+    /// chain, the stream index against the events, and standing's read models against a replay
+    /// of the log; exit 1 naming the first problem.
     Verify {
         /// Data directory.
         #[arg(long, default_value = "data")]
         data: PathBuf,
     },
+    /// Copy a backup in as the log of a new data directory, and verify its hash chains.
+    Restore {
+        /// The backup (a directory `covenant backup` wrote).
+        #[arg(long)]
+        backup: PathBuf,
+        /// The data directory to restore into; must not hold a log yet.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+    },
+    /// Rebuild the projections (standing's read models, the watchdog's deadlines) from the log,
+    /// with progress; the services must be stopped.
+    Replay(replay::ReplayArgs),
     /// Write an online backup (RocksDB checkpoint) of the log to a new directory.
     Backup {
         #[arg(long, default_value = "data")]
@@ -105,31 +119,106 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Audit(command) => audit::run(command).await,
         Commands::Export(args) => export::export(args).await,
         Commands::Tail(args) => tail::tail(args).await,
-        Commands::Verify { data } => {
-            if !data.join("log").exists() {
-                anyhow::bail!(
-                    "no log at {}: pass --data with the directory `covenant up` used",
-                    data.join("log").display()
-                );
-            }
-            // Read-only: works beside a running writer, takes no lock.
-            let path = data.join("log");
-            let report = tokio::task::spawn_blocking(move || {
-                covenant_log::LogReader::open_read_only(&path).and_then(|reader| reader.verify())
-            })
-            .await
-            .context("verify task")?
-            .context("verify the log")?;
-            print_report(report)
-        }
+        Commands::Verify { data } => verify(data).await,
         Commands::Backup { data, destination } => {
-            let log = EventLog::open(log_config(&data)).await.context("open the log")?;
+            let log = match EventLog::open(log_config(&data)).await {
+                Ok(log) => log,
+                Err(error) if error.to_string().contains("lock") => anyhow::bail!(
+                    "the log at {} is in use by a running ledger (it holds the lock): stop it (or `covenant up`) first",
+                    data.join("log").display()
+                ),
+                Err(error) => return Err(anyhow::Error::from(error).context("open the log")),
+            };
             log.backup(&destination).await?;
             println!("backup written to {}", destination.display());
             log.close().await?;
             Ok(ExitCode::SUCCESS)
         }
+        Commands::Restore { backup, data } => restore(backup, data).await,
+        Commands::Replay(args) => replay::replay(args).await,
     }
+}
+
+/// `covenant verify`: hash chains, the stream index, and standing against a replay.
+async fn verify(data: PathBuf) -> anyhow::Result<ExitCode> {
+    if !data.join("log").exists() {
+        anyhow::bail!(
+            "no log at {}: pass --data with the directory `covenant up` used",
+            data.join("log").display()
+        );
+    }
+    tokio::task::spawn_blocking(move || {
+        // Read-only: works beside a running ledger and standing, takes no lock.
+        let path = data.join("log");
+        let reader = covenant_log::LogReader::open_read_only(&path).context("open the log")?;
+        let mut exit = print_report(reader.verify().context("verify the hash chains")?)?;
+        match reader.verify_streams().context("check the stream index")? {
+            (None, customers) => println!("\nstream index: {customers} customers' streams agree with the events"),
+            (Some(problem), _) => {
+                let at = problem.position.map(|at| format!(" at {}:{}", at.partition, at.offset)).unwrap_or_default();
+                println!("\nstream index: BAD for customer {}{at}: {}", problem.customer, problem.reason);
+                exit = ExitCode::FAILURE;
+            }
+        }
+        let scratch = tempfile::tempdir().context("a scratch directory")?;
+        match replay::check_standing(&data, scratch.path())? {
+            replay::ProjectionCheck::Absent => println!("\nprojections: no standing store in {}", data.display()),
+            replay::ProjectionCheck::Equal { events } => println!(
+                "\nprojections: standing equals a replay of the log up to its checkpoints ({events} events)"
+            ),
+            replay::ProjectionCheck::Differs { family, key } => {
+                println!("\nprojections: BAD: standing's `{family}` differs from a replay of the log at key `{key}`");
+                exit = ExitCode::FAILURE;
+            }
+        }
+        anyhow::Ok(exit)
+    })
+    .await
+    .context("verify task")?
+}
+
+/// `covenant restore`: copies a backup in as the data directory's log, then verifies it.
+async fn restore(backup: PathBuf, data: PathBuf) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(move || {
+        if !backup.join("CURRENT").exists() {
+            anyhow::bail!(
+                "--backup: {} is not a backup made by `covenant backup` (no RocksDB CURRENT file)",
+                backup.display()
+            );
+        }
+        let target = data.join("log");
+        if target.exists() {
+            anyhow::bail!(
+                "{} already holds a log: restore into a new --data directory (or move it away first)",
+                target.display()
+            );
+        }
+        std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
+        copy_dir(&backup, &target)
+            .with_context(|| format!("copy {} to {}", backup.display(), target.display()))?;
+        let reader = covenant_log::LogReader::open_read_only(&target).context("open the restored log")?;
+        let report = reader.verify().context("verify the restored log")?;
+        let records: u64 = report.iter().map(|partition| partition.records).sum();
+        let exit = print_report(report)?;
+        println!("\nrestored {records} records into {}", target.display());
+        anyhow::Ok(exit)
+    })
+    .await
+    .context("restore task")?
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses the arguments and runs the command: `covenant` (and the process the black-box tests

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{DEFAULT_PARTITIONS, Durability, LogConfig};
 pub use error::{LogError, Result};
-pub use store::PartitionVerification;
+pub use store::{PartitionVerification, StreamProblem};
 
 use crate::codec::StoredOutcome;
 use crate::store::Store;
@@ -580,6 +580,12 @@ impl LogReader {
     /// Walks every partition's hash chain and reports the first bad record of each.
     pub fn verify(&self) -> Result<Vec<PartitionVerification>> {
         (0..self.store.partition_count()).map(|partition| self.store.verify_partition(partition)).collect()
+    }
+
+    /// Checks the stream index and the stream heads against the events (see
+    /// `Store::verify_streams`): the first inconsistency, and how many customers were checked.
+    pub fn verify_streams(&self) -> Result<(Option<StreamProblem>, u64)> {
+        self.store.verify_streams()
     }
 
     /// Writes a consistent online backup to `destination` (a new directory).

@@ -106,3 +106,55 @@ async fn a_corrupt_last_record_stops_the_log_from_opening_with_its_position() {
     let error = EventLog::open(config(dir.path(), 1)).await.unwrap_err();
     assert!(matches!(error, LogError::Corrupt { position: Position { offset: 19, .. }, .. }), "{error}");
 }
+
+/// Opens the log's RocksDB directly and changes its stream index.
+fn tamper_index(path: &std::path::Path, change: impl FnOnce(&rocksdb::DB, &rocksdb::ColumnFamily)) {
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+    change(&db, db.cf_handle("stream_index").unwrap());
+}
+
+/// A `stream_index` key: `[len][customer][version u64 BE]`.
+fn index_key(customer: &str, version: u64) -> Vec<u8> {
+    let mut key = vec![customer.len() as u8];
+    key.extend_from_slice(customer.as_bytes());
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+#[tokio::test]
+async fn the_stream_index_is_checked_against_the_events() {
+    let check = |dir: &std::path::Path| {
+        covenant_log::LogReader::open_read_only(dir.join("log")).unwrap().verify_streams().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    log_with_records(dir.path()).await;
+    assert_eq!(check(dir.path()), (None, 10), "a log written by the log is consistent");
+
+    // An entry gone.
+    tamper_index(&dir.path().join("log"), |db, index| db.delete_cf(index, index_key("cust-3", 2)).unwrap());
+    let (problem, _) = check(dir.path());
+    let problem = problem.expect("the missing entry is found");
+    assert_eq!(problem.customer, "cust-3");
+    assert!(problem.reason.contains("no entry for version 2"), "{problem:?}");
+    assert!(problem.position.is_some());
+
+    // An entry pointing at another customer's event.
+    let dir = tempfile::tempdir().unwrap();
+    log_with_records(dir.path()).await;
+    tamper_index(&dir.path().join("log"), |db, index| {
+        db.put_cf(index, index_key("cust-5", 1), 0u64.to_be_bytes()).unwrap();
+    });
+    let problem = check(dir.path()).0.expect("the wrong entry is found");
+    assert_eq!(problem.customer, "cust-5");
+    assert!(problem.reason.contains("puts version 1 at offset 0"), "{problem:?}");
+
+    // An entry with no event behind it.
+    let dir = tempfile::tempdir().unwrap();
+    log_with_records(dir.path()).await;
+    tamper_index(&dir.path().join("log"), |db, index| {
+        db.put_cf(index, index_key("cust-5", 3), 99u64.to_be_bytes()).unwrap();
+    });
+    let problem = check(dir.path()).0.expect("the extra entry is found");
+    assert!(problem.reason.contains("holds 21 entries for 20 events"), "{problem:?}");
+}

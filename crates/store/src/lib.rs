@@ -100,6 +100,22 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens an existing store for reading only (no lock: works beside the service that owns
+    /// it, seeing the store as it was when opened). Every family that exists is opened.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        let options = Options::default();
+        let families = DB::list_cf(&options, path)
+            .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let db = DB::open_cf_for_read_only(&options, path, &families, false)
+            .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        Ok(Self { db: Arc::new(db), path: path.to_owned() })
+    }
+
+    /// Whether the store has a family called `name`.
+    pub fn has_family(&self, name: &str) -> bool {
+        self.db.cf_handle(name).is_some()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -175,6 +191,29 @@ impl Store {
         match self.db.iterator_cf(handle, IteratorMode::End).next() {
             Some(entry) => Ok(Some(entry?.0.to_vec())),
             None => Ok(None),
+        }
+    }
+
+    /// The first key at which `family` differs between this store and `other` (a key only one
+    /// side has, or a key whose values differ), in key order; `None`: identical.
+    pub fn first_difference(&self, other: &Store, family: &str) -> Result<Option<Vec<u8>>> {
+        let mine = self.db.iterator_cf(self.family(family)?, IteratorMode::Start);
+        let theirs = other.db.iterator_cf(other.family(family)?, IteratorMode::Start);
+        let mut mine = mine.peekable();
+        let mut theirs = theirs.peekable();
+        loop {
+            match (mine.next().transpose()?, theirs.next().transpose()?) {
+                (None, None) => return Ok(None),
+                (Some((key, _)), None) | (None, Some((key, _))) => return Ok(Some(key.to_vec())),
+                (Some((key_a, value_a)), Some((key_b, value_b))) => {
+                    if key_a != key_b {
+                        return Ok(Some(key_a.min(key_b).to_vec()));
+                    }
+                    if value_a != value_b {
+                        return Ok(Some(key_a.to_vec()));
+                    }
+                }
+            }
         }
     }
 
@@ -280,6 +319,28 @@ mod tests {
         let from_second: Vec<(Vec<u8>, (String, u32))> = store.scan("things", b"a/", b"a/2", 10)?;
         assert_eq!(from_second.len(), 1);
         assert_eq!(store.last_key("things")?, Some(b"b/1".to_vec()));
+        // Compared with a read-only copy of itself: identical; then one value changed.
+        let copy = Store::open_read_only(dir.path())?;
+        assert!(copy.has_family("things") && !copy.has_family("nothing"));
+        assert_eq!(store.first_difference(&copy, "things")?, None);
+        let mut batch = store.batch();
+        batch.put("things", b"a/2", &("TWO".to_owned(), 2u32))?;
+        batch.commit()?;
+        assert_eq!(
+            store.first_difference(&copy, "things")?,
+            Some(b"a/2".to_vec()),
+            "the copy saw the store as opened"
+        );
+        let mut batch = store.batch();
+        batch.put("things", b"a/2", &("two".to_owned(), 2u32))?;
+        batch.put("things", b"a/3", &("three".to_owned(), 3u32))?;
+        batch.commit()?;
+        assert_eq!(
+            store.first_difference(&copy, "things")?,
+            Some(b"a/3".to_vec()),
+            "a key only one side has"
+        );
+        drop(copy);
         assert_eq!(store.last_key(META)?, Some(b"partitions".to_vec()), "checkpoint/… sorts first");
         drop(store);
         assert!(matches!(

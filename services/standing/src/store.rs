@@ -56,7 +56,7 @@ pub const SURVEYS: &str = "surveys";
 pub const BAND_DIRTY: &str = "band_dirty";
 pub const BANDS: &str = "bands";
 pub const BAND_CHANGES: &str = "band_changes";
-const FAMILIES: [&str; 9] =
+pub const FAMILIES: [&str; 9] =
     [TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS, RESOLUTIONS, SURVEYS, BAND_DIRTY, BANDS, BAND_CHANGES];
 
 /// Most index entries one list request examines before it answers with a page token.
