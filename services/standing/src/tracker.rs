@@ -42,11 +42,13 @@ pub struct TrackerConfig {
     /// How long to wait after being woken before evaluating, so that a burst of batches about
     /// the same customers is one evaluation.
     pub settle: Duration,
+    /// The most of one core the tracker uses (it rests after each chunk accordingly).
+    pub max_share: f64,
 }
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        Self { sweep_every: Duration::from_secs(15 * 60), settle: Duration::from_millis(100) }
+        Self { sweep_every: Duration::from_secs(15 * 60), settle: Duration::from_secs(1), max_share: 0.25 }
     }
 }
 
@@ -151,9 +153,20 @@ impl BandTracker {
     }
 }
 
+/// What became of a pending sweep in one round.
+enum Swept {
+    /// Not run this round (marks came first): still pending as it was.
+    NotRun(Option<Option<CustomerId>>),
+    /// Run from after `.0`: the last customer swept (`None`: the sweep is over), or an error.
+    Ran(Option<CustomerId>, Result<Option<CustomerId>>),
+}
+
 /// Runs `tracker` until `stopped` turns true: marked customers whenever the projections apply a
-/// batch (`wake`), every customer every `sweep_every`. A store error is logged and retried a
-/// second later (the marks stay until a write succeeds).
+/// batch (`wake`, then `settle`), every customer every `sweep_every`, a chunk at a time, marks
+/// first. After each round it rests so that it uses at most `max_share` of one core (a backlog of
+/// marks or a sweep of many customers then delays band changes instead of slowing the
+/// projections and the queries down). A store error is logged and retried a second later (the
+/// marks stay until a write succeeds).
 pub fn spawn(
     tracker: BandTracker,
     wake: Arc<Notify>,
@@ -165,20 +178,32 @@ pub fn spawn(
         // Once at start: time passed while the service was down, and a store from before the
         // tracker has customers with no marks.
         let mut next_sweep = Instant::now();
+        let mut sweep: Option<Option<CustomerId>> = None;
+        let rest_factor = (1.0 / config.max_share.clamp(0.01, 1.0)) - 1.0;
         loop {
             if *stopped.borrow() {
                 return;
             }
-            let sweep_due = Instant::now() >= next_sweep;
+            if sweep.is_none() && Instant::now() >= next_sweep {
+                sweep = Some(None);
+            }
             let Some(mut owned) = tracker.take() else { return };
+            let pending = sweep.take();
+            let started = Instant::now();
             let outcome = tokio::task::spawn_blocking(move || {
                 let now = Timestamp::now();
-                let result =
-                    if sweep_due { owned.sweep(now).map(|()| 0) } else { owned.evaluate_marked(now) };
-                (owned, result)
+                let marked = owned.evaluate_marked(now);
+                let swept = match (&marked, pending) {
+                    (Ok(consumed), Some(after)) if *consumed < CHUNK => {
+                        let result = owned.sweep_step(after.as_ref(), now);
+                        Swept::Ran(after, result)
+                    }
+                    (_, pending) => Swept::NotRun(pending),
+                };
+                (owned, marked, swept)
             })
             .await;
-            let (owned, result) = match outcome {
+            let (owned, marked, swept) = match outcome {
                 Ok(outcome) => outcome,
                 Err(error) => {
                     tracing::error!(%error, "the band tracker's task failed; band changes stop");
@@ -186,22 +211,40 @@ pub fn spawn(
                 }
             };
             tracker = Some(owned);
-            match result {
-                Ok(_) if sweep_due => {
-                    next_sweep = Instant::now() + config.sweep_every;
-                    continue;
+            let mut failure = None;
+            match swept {
+                Swept::NotRun(pending) => sweep = pending,
+                Swept::Ran(_, Ok(Some(last))) => sweep = Some(Some(last)),
+                Swept::Ran(_, Ok(None)) => next_sweep = Instant::now() + config.sweep_every,
+                Swept::Ran(after, Err(error)) => {
+                    sweep = Some(after);
+                    failure = Some(error);
                 }
-                // A full chunk: there may be more marks.
-                Ok(consumed) if consumed >= CHUNK => continue,
-                Ok(_) => {}
+            }
+            let more_marks = match marked {
+                Ok(consumed) => consumed >= CHUNK,
                 Err(error) => {
-                    metrics::counter!("covenant_band_tracker_errors_total").increment(1);
-                    tracing::error!(%error, "the band tracker could not evaluate; retrying in 1 s");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = stopped.changed() => return,
-                    }
+                    failure = Some(error);
+                    false
                 }
+            };
+            if let Some(error) = failure {
+                metrics::counter!("covenant_band_tracker_errors_total").increment(1);
+                tracing::error!(%error, "the band tracker could not evaluate; retrying in 1 s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stopped.changed() => return,
+                }
+            }
+            let rest = started.elapsed().mul_f64(rest_factor);
+            if !rest.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(rest) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+            if more_marks || sweep.is_some() {
+                continue;
             }
             tokio::select! {
                 () = wake.notified() => {
