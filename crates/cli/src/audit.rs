@@ -396,7 +396,7 @@ fn table(out: &mut impl Write, report: &AuditReport) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<20} {:<16} {:<14} {:<10} {:<10} {:<12} {:<20} {:<16} {:>7} {:>5} {:>8} {:>18} {:>9} {:<10}",
+        "{:<20} {:<16} {:<20} {:<10} {:<10} {:<12} {:<20} {:<16} {:>7} {:>5} {:>8} {:>18} {:>9} {:<10}",
         "broke",
         "customer",
         "promise",
@@ -425,7 +425,7 @@ fn table(out: &mut impl Write, report: &AuditReport) -> std::io::Result<()> {
         let now = if story.churned_at.is_some() { "churned" } else { lifecycle_name(story.lifecycle_now) };
         writeln!(
             out,
-            "{:<20} {:<16} {:<14} {:<10} {:<10} {:<12} {:<20} {:<16} {:>7} {:>5} {:>8} {:>18} {:>9} {:<10}",
+            "{:<20} {:<16} {:<20} {:<10} {:<10} {:<12} {:<20} {:<16} {:>7} {:>5} {:>8} {:>18} {:>9} {:<10}",
             instant(story.broke_at()),
             story.customer_id.as_str(),
             story.promise_id.as_str(),

@@ -166,8 +166,10 @@ async fn verify(data: PathBuf) -> anyhow::Result<ExitCode> {
             replay::ProjectionCheck::Equal { events } => println!(
                 "\nprojections: standing equals a replay of the log up to its checkpoints ({events} events)"
             ),
-            replay::ProjectionCheck::Differs { family, key } => {
-                println!("\nprojections: BAD: standing's `{family}` differs from a replay of the log at key `{key}`");
+            replay::ProjectionCheck::Differs { family, key, live, replayed } => {
+                println!(
+                    "\nprojections: BAD: standing's `{family}` differs from a replay of the log at key `{key}`\n  standing: {live}\n  replay:   {replayed}"
+                );
                 exit = ExitCode::FAILURE;
             }
         }

@@ -245,8 +245,29 @@ pub(crate) enum ProjectionCheck {
     Absent,
     /// Standing's read models equal a replay of the log up to its checkpoints.
     Equal { events: u64 },
-    /// The first difference: the family and the key.
-    Differs { family: &'static str, key: String },
+    /// The first difference: the family, the key, and the value on each side.
+    Differs { family: &'static str, key: String, live: String, replayed: String },
+}
+
+/// A stored value of one of the compared families, decoded for a person to read.
+fn describe(family: &str, bytes: &[u8]) -> String {
+    use covenant_standing::views::{ComplaintRecord, CustomerRecord, PromiseRecord, SurveyFact};
+    let decoded = match family {
+        TIMELINE => covenant_store::decode::<covenant_domain::RecordedEvent>(family, bytes)
+            .map(|value| format!("{value:?}")),
+        CUSTOMERS => {
+            covenant_store::decode::<CustomerRecord>(family, bytes).map(|value| format!("{value:?}"))
+        }
+        PROMISES => covenant_store::decode::<PromiseRecord>(family, bytes).map(|value| format!("{value:?}")),
+        COMPLAINTS => {
+            covenant_store::decode::<ComplaintRecord>(family, bytes).map(|value| format!("{value:?}"))
+        }
+        RESOLUTIONS => covenant_store::decode::<covenant_domain::Timestamp>(family, bytes)
+            .map(|value| format!("{value:?}")),
+        SURVEYS => covenant_store::decode::<SurveyFact>(family, bytes).map(|value| format!("{value:?}")),
+        _ => Ok(format!("{} bytes", bytes.len())),
+    };
+    decoded.unwrap_or_else(|error| format!("{} bytes that do not decode: {error}", bytes.len()))
 }
 
 /// Compares standing's read models in `data` with a replay of the log up to standing's own
@@ -272,9 +293,17 @@ pub(crate) fn check_standing(data: &Path, scratch: &Path) -> anyhow::Result<Proj
             continue;
         }
         if let Some(key) = live.first_difference(&replayed, family)? {
+            let show = |store: &Store| -> anyhow::Result<String> {
+                Ok(match store.get_raw(family, &key)? {
+                    None => "(absent)".to_owned(),
+                    Some(bytes) => describe(family, &bytes),
+                })
+            };
             return Ok(ProjectionCheck::Differs {
                 family,
                 key: String::from_utf8_lossy(&key).replace('\0', "/"),
+                live: show(&live)?,
+                replayed: show(&replayed)?,
             });
         }
     }
