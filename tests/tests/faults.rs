@@ -174,6 +174,11 @@ async fn acknowledged_commands_survive_kills_of_ledger_nats_and_standing_exactly
     for client in clients {
         acked.extend(client.await.unwrap());
     }
+    eprintln!(
+        "{} commands acknowledged by {CLIENTS} clients, {} retries across the kills",
+        acked.len(),
+        retries.load(Ordering::Relaxed)
+    );
     assert!(acked.len() > 500, "the load ran: {} commands acknowledged", acked.len());
     assert!(retries.load(Ordering::Relaxed) > 0, "the ledger's kill made clients retry");
 

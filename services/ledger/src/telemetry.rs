@@ -23,8 +23,14 @@ pub fn observe<T>(method: &'static str, started: Instant, result: &Result<T, Sta
 }
 
 /// Counts a NATS message that did not decode.
+///
+/// Labelled by the subject's family (`covenant.cmd` or `covenant.log.read`), never by the whole
+/// subject: anyone on NATS can invent subjects under `covenant.cmd.>`, and one label value per
+/// invented subject would grow the exporter's memory without bound.
 pub fn malformed(subject: &str) {
-    metrics::counter!("covenant_nats_malformed_total", "service" => "ledger", "subject" => subject.to_owned()).increment(1);
+    let family = if subject.starts_with("covenant.log.read.") { "covenant.log.read" } else { "covenant.cmd" };
+    metrics::counter!("covenant_nats_malformed_total", "service" => "ledger", "subject" => family)
+        .increment(1);
 }
 
 /// Publishes the relay lag of every partition once a second until the returned task is aborted.
