@@ -10,6 +10,9 @@
 //! - `covenant verify` passes on the live data directory: hash chains, the stream index against
 //!   the events, and standing's read models equal to a replay of the log up to its checkpoints;
 //! - standing has applied the whole log.
+//!
+//! And the watchdog: 160 promises made by 8 clients with deadlines 1–4 s away, while the watchdog
+//! is SIGKILLed twice and stays down across some of them; every promise expires exactly once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -229,4 +232,121 @@ async fn acknowledged_commands_survive_kills_of_ledger_nats_and_standing_exactly
     assert!(report.contains("projections: standing equals a replay"), "{report}");
     let events: usize = streams.values().map(Vec::len).sum();
     assert!(report.contains(&format!("({events} events)")), "standing applied every event: {report}");
+}
+
+const WATCHDOG: &str = env!("CARGO_BIN_EXE_watchdog-process");
+
+fn start_watchdog(dir: &Path, nats: &NatsServer) -> ServiceProcess {
+    ServiceProcess::start_consumer(
+        Path::new(WATCHDOG),
+        "watchdog",
+        &dir.join("watchdog"),
+        &nats.url(),
+        PARTITIONS,
+    )
+    .unwrap()
+}
+
+/// Every `promise_broken` event of the log: (customer, promise id, detection).
+async fn breaks(endpoint: &str) -> Vec<(String, String, i32)> {
+    let mut reader = EventLogClient::new(connect(endpoint).await.unwrap());
+    let mut found = Vec::new();
+    let mut from = Vec::new();
+    loop {
+        let page = reader
+            .read_all(v1::ReadAllRequest {
+                from: from.clone(),
+                event_types: vec!["promise_broken".into()],
+                max_events: 10_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for event in page.events {
+            if let Some(v1::event_envelope::Payload::PromiseBroken(broken)) = event.payload {
+                found.push((event.customer_id, broken.promise_id, broken.detection));
+            }
+        }
+        from = page.next;
+        if page.end_of_log {
+            return found;
+        }
+    }
+}
+
+#[tokio::test]
+async fn deadlines_passing_across_watchdog_kills_under_load_are_each_recorded_once() {
+    let dir = test_dir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let ledger = start_ledger(dir.path(), &nats);
+    let mut watchdog = start_watchdog(dir.path(), &nats);
+    let endpoint = ledger.endpoint();
+
+    // 8 clients each make 20 promises due 1 to 4 s later (no grace), with interactions between.
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                let mut ledger = LedgerClient::new(connect(&endpoint).await.unwrap());
+                let customer = format!("w-{client}");
+                ledger
+                    .register_customer(covenant_tests::requests::register(
+                        &customer,
+                        &format!("{customer}-r"),
+                    ))
+                    .await
+                    .unwrap();
+                for index in 0..20i64 {
+                    let command = format!("{customer}-p{index}");
+                    let promise = format!("p{index}");
+                    let due = covenant_tests::requests::in_seconds(1 + index % 4);
+                    ledger
+                        .make_promise(covenant_tests::requests::promise_due(
+                            &customer, &command, &promise, due, 0,
+                        ))
+                        .await
+                        .unwrap();
+                    let interaction =
+                        covenant_tests::requests::interaction(&customer, &format!("{customer}-i{index}"));
+                    ledger
+                        .append_batch(v1::AppendBatchRequest { commands: vec![interaction] })
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        })
+        .collect();
+    // The watchdog dies twice while deadlines pass, and stays down across some of them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    watchdog.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    watchdog = start_watchdog(dir.path(), &nats);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    watchdog.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _watchdog = start_watchdog(dir.path(), &nats);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    // Every promise expires, once, detected by deadline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let found = breaks(&endpoint).await;
+        if found.len() >= 160 {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "{} of 160 promises expired within a minute", found.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let found_later = breaks(&endpoint).await;
+    assert_eq!(found_later.len(), 160, "no promise recorded broken twice");
+    let mut unique: Vec<(String, String)> =
+        found.iter().map(|(customer, promise, _)| (customer.clone(), promise.clone())).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 160, "each of the 160 promises expired");
+    assert!(found.iter().all(|(_, _, detection)| *detection == v1::BreakDetection::Deadline as i32));
 }
