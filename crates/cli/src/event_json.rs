@@ -35,6 +35,17 @@ pub(crate) const ENVELOPE_COLUMNS: [&str; 16] = [
     "command_id",
 ];
 
+/// Refuses an event type name the catalogue does not have, naming the option and the choices.
+pub(crate) fn check_event_types(option: &str, types: &[String]) -> anyhow::Result<()> {
+    use covenant_domain::events::EVENT_TYPES;
+    match types.iter().find(|name| !EVENT_TYPES.contains(&name.as_str())) {
+        Some(name) => {
+            anyhow::bail!("{option}: `{name}` is not an event type (one of: {})", EVENT_TYPES.join(", "))
+        }
+        None => Ok(()),
+    }
+}
+
 /// The event with its personal data left out, exactly as the public stream carries it (the same
 /// conversion the relay publishes with).
 pub(crate) fn redacted(event: &RecordedEvent) -> Result<RecordedEvent, ConvertError> {

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use covenant_audit::EventSource;
-use covenant_domain::events::EVENT_TYPES;
 use covenant_domain::{RecordedEvent, Timestamp};
 
 use crate::audit::{SourceArgs, parse_instant};
@@ -186,11 +185,7 @@ fn run_export(
 
 /// Runs `covenant export`.
 pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    for name in &args.types {
-        if !EVENT_TYPES.contains(&name.as_str()) {
-            anyhow::bail!("--type: `{name}` is not an event type (one of: {})", EVENT_TYPES.join(", "));
-        }
-    }
+    crate::event_json::check_event_types("--type", &args.types)?;
     let mut source = args.source.open().await?;
     let started = Instant::now();
     let (written, files) = tokio::task::spawn_blocking(move || {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use covenant_domain::RecordedEvent;
-use covenant_domain::events::{EVENT_TYPES, Event};
+use covenant_domain::events::Event;
 use covenant_proto::v1::{self, event_log_client::EventLogClient};
 
 use crate::audit::instant;
@@ -75,11 +75,7 @@ fn line(event: &RecordedEvent) -> String {
 
 /// Runs `covenant tail`.
 pub(crate) async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
-    for name in &args.types {
-        if !EVENT_TYPES.contains(&name.as_str()) {
-            anyhow::bail!("--type: `{name}` is not an event type (one of: {})", EVENT_TYPES.join(", "));
-        }
-    }
+    crate::event_json::check_event_types("--type", &args.types)?;
     let mut client = EventLogClient::connect(args.ledger.clone())
         .await
         .with_context(|| format!("connect to the ledger at {} (is `covenant up` running?)", args.ledger))?;

@@ -26,7 +26,7 @@ use crate::events::{BreakDetection, CompensationKind, Event, PromiseKind, Relate
 use crate::ids::{ActorId, CustomerId, EventId, PromiseId, TeamId};
 use crate::loyalty::{Lifecycle, LoyaltyParams, loyalty};
 use crate::org_metrics::promise_kind_name;
-use crate::trust::{HistoryEvent, TrustParams, trust};
+use crate::trust::{TrustParams, history_of, trust};
 use crate::values::{Money, Span, Text, Timestamp};
 use crate::{Position, RecordedEvent};
 
@@ -328,14 +328,6 @@ struct Tracked {
     related_ref: Option<RelatedRef>,
     outcome: Option<Settlement>,
     broke: Option<(Break, Timestamp)>,
-}
-
-fn history_of(events: &[RecordedEvent]) -> impl Iterator<Item = HistoryEvent<'_>> {
-    events.iter().map(|event| HistoryEvent {
-        event_id: event.event_id,
-        occurred_at: event.metadata.occurred_at,
-        event: &event.event,
-    })
 }
 
 /// The stories of every broken promise (recorded, or silent at `as_of`) in one customer's

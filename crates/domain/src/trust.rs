@@ -158,6 +158,15 @@ pub struct HistoryEvent<'a> {
     pub event: &'a Event,
 }
 
+/// A recorded history (one customer's stream) as the models read it.
+pub fn history_of(events: &[crate::RecordedEvent]) -> impl Iterator<Item = HistoryEvent<'_>> {
+    events.iter().map(|event| HistoryEvent {
+        event_id: event.event_id,
+        occurred_at: event.metadata.occurred_at,
+        event: &event.event,
+    })
+}
+
 /// An open or settled promise, as far as trust cares.
 #[derive(Debug, Clone)]
 struct PromiseFacts {

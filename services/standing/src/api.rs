@@ -16,7 +16,7 @@ use covenant_domain::org_metrics::{
     CesMetrics, ComplaintMetrics, CsatMetrics, DurationSummary, GroupBy, GroupMetrics, NpsMetrics,
     PromiseMetrics, ResponsivenessTier, SlaMetrics, Window, org_metrics,
 };
-use covenant_domain::trust::{TrustBand, TrustParams, trust};
+use covenant_domain::trust::{TrustBand, TrustParams, history_of, trust};
 use covenant_domain::{RecordedEvent, Span, Timestamp};
 use covenant_proto::convert::enums::{
     break_detection_to_wire, channel_to_wire, complaint_category_to_wire, priority_to_wire,
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
-use crate::bands::{BandChange, ChangeKind, history_of, standing_at};
+use crate::bands::{BandChange, ChangeKind, standing_at};
 use crate::store::{Page, PromiseFilter, StandingStore};
 use crate::views::{ComplaintRecord, PromiseRecord, PromiseStatus};
 

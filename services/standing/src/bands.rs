@@ -14,20 +14,9 @@ use covenant_domain::ids::{CustomerId, EventId};
 use covenant_domain::loyalty::{
     LOYALTY_MODEL_VERSION, Lifecycle, LoyaltyBand, LoyaltyParams, LoyaltyStanding, loyalty,
 };
-use covenant_domain::trust::{
-    HistoryEvent, TRUST_MODEL_VERSION, TrustBand, TrustParams, TrustStanding, trust,
-};
+use covenant_domain::trust::{TRUST_MODEL_VERSION, TrustBand, TrustParams, TrustStanding, history_of, trust};
 use covenant_domain::{Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
-
-/// The model's view of a stored history.
-pub fn history_of(events: &[RecordedEvent]) -> impl Iterator<Item = HistoryEvent<'_>> {
-    events.iter().map(|event| HistoryEvent {
-        event_id: event.event_id,
-        occurred_at: event.metadata.occurred_at,
-        event: &event.event,
-    })
-}
 
 /// A customer's trust and loyalty at `as_of`, from their stored history (events that happened
 /// after `as_of` do not count).
