@@ -21,16 +21,41 @@ pub struct ServiceProcess {
 pub type LedgerProcess = ServiceProcess;
 
 impl ServiceProcess {
-    /// Starts `binary` with `args` (plus `--grpc-addr 127.0.0.1:0`) and waits until it prints
-    /// `<name> listening on <addr>`.
+    /// Starts `binary` with `args` (plus `--grpc-addr 127.0.0.1:0`, and `--insecure-no-auth`
+    /// unless `args` name `--auth-tokens`: the tests of authentication pass their own token file,
+    /// the others test something else) and waits until it prints `<name> listening on <addr>`.
     pub fn start_service<S: AsRef<std::ffi::OsStr>>(binary: &Path, name: &str, args: &[S]) -> Result<Self> {
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn(binary, name, args, Stdio::inherit(), &level)
+    }
+
+    /// [`Self::start_service`] with the service's log (stderr) going to `stderr`, at `debug`
+    /// level (so a test can check what even a verbose log never holds).
+    pub fn start_service_logging<S: AsRef<std::ffi::OsStr>>(
+        binary: &Path,
+        name: &str,
+        args: &[S],
+        stderr: Stdio,
+    ) -> Result<Self> {
+        Self::spawn(binary, name, args, stderr, "debug")
+    }
+
+    fn spawn<S: AsRef<std::ffi::OsStr>>(
+        binary: &Path,
+        name: &str,
+        args: &[S],
+        stderr: Stdio,
+        log_level: &str,
+    ) -> Result<Self> {
+        let authenticated = args.iter().any(|arg| arg.as_ref() == "--auth-tokens");
         let mut child = Command::new(binary)
             .args(args)
             .args(["--grpc-addr", "127.0.0.1:0"])
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .args((!authenticated).then_some("--insecure-no-auth"))
+            .env("RUST_LOG", log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("start {}", binary.display()))?;
         let stdout = child.stdout.take().context("the service's stdout")?;

@@ -12,6 +12,7 @@
 
 use std::path::Path;
 
+use covenant_auth::{AuthChannel, ClientToken};
 use covenant_domain::RecordedEvent;
 use covenant_domain::ids::CustomerId;
 use covenant_log::LogReader;
@@ -73,17 +74,22 @@ impl EventSource for LogSource {
 /// A running ledger, over gRPC.
 #[derive(Debug)]
 pub struct LedgerSource {
-    client: EventLogClient<Channel>,
+    client: EventLogClient<AuthChannel>,
     runtime: Handle,
 }
 
 impl LedgerSource {
-    /// Connects to the ledger's gRPC address (`http://host:port`).
-    pub async fn connect(url: &str) -> Result<Self> {
-        let client = EventLogClient::connect(url.to_owned())
+    /// Connects to the ledger's gRPC address (`http://host:port`), sending `token` (which needs
+    /// `log:read`).
+    pub async fn connect(url: &str, token: &ClientToken) -> Result<Self> {
+        let refuse = |reason: String| AuditError::Connect { url: url.to_owned(), reason };
+        let channel = Channel::from_shared(url.to_owned())
+            .map_err(|error| refuse(error.to_string()))?
+            .connect()
             .await
-            .map_err(|error| AuditError::Connect { url: url.to_owned(), reason: error.to_string() })?
-            .max_decoding_message_size(64 * 1024 * 1024);
+            .map_err(|error| refuse(error.to_string()))?;
+        let channel = token.channel(channel).map_err(|error| refuse(error.to_string()))?;
+        let client = EventLogClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         Ok(Self { client, runtime: Handle::current() })
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! Progress goes to stderr; the report (markdown) goes to stdout.
 
+mod auth;
 mod codec_bench;
 mod disk;
 mod log_bench;

@@ -125,7 +125,7 @@ fn covenant_binary() -> Result<PathBuf> {
 /// Records journeys through the ledger until the log holds at least `events` events; returns
 /// how many it holds.
 async fn fill(ledger_url: &str, events: u64) -> Result<u64> {
-    let mut client = LedgerClient::connect(ledger_url.to_owned()).await?;
+    let mut client = LedgerClient::new(crate::auth::channel(ledger_url).await?);
     let mut journeys: Vec<covenant_load::Journey> = (0..CUSTOMERS)
         .map(|index| covenant_load::Journey::new("ops", format!("ops-{index}"), index as u64))
         .collect();
@@ -155,7 +155,7 @@ async fn fill(ledger_url: &str, events: u64) -> Result<u64> {
 /// Receives every event of the log through `EventLog.Subscribe` from offset 0.
 async fn subscribe_run(ledger_url: &str, events: u64) -> Result<Run> {
     let mut client =
-        EventLogClient::connect(ledger_url.to_owned()).await?.max_decoding_message_size(16 << 20);
+        EventLogClient::new(crate::auth::channel(ledger_url).await?).max_decoding_message_size(16 << 20);
     let started = Instant::now();
     let mut stream = client
         .subscribe(v1::SubscribeRequest { from: vec![], event_types: vec![], from_end: false })
@@ -180,6 +180,7 @@ async fn start_ledger(log_dir: &Path, nats_url: &str) -> Result<covenant_ledger:
         nats_url: nats_url.to_owned(),
         relay: RelayConfig::default(),
         metrics_addr: None,
+        auth: crate::auth::mode()?,
     })
     .await
 }

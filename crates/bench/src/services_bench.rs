@@ -125,6 +125,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         nats_url: nats_url.to_owned(),
         relay: RelayConfig::default(),
         metrics_addr: None,
+        auth: crate::auth::mode()?,
     })
     .await?;
     let ledger_url = format!("http://{}", ledger.grpc_addr);
@@ -138,6 +139,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
     for run in 0..args.runs {
         eprintln!("run {}/{}: gRPC unary, AppendBatch", run + 1, args.runs);
         let mut config = covenant_load::LoadConfig::new(ledger_url.clone());
+        config.token = crate::auth::token()?;
         config.rate = 0;
         config.clients = args.clients;
         config.duration = Duration::from_secs_f64(args.load_secs);
@@ -154,6 +156,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
     // everything recorded so far.
     eprintln!("starting standing in this process; it catches up first …");
     let mut standing_config = covenant_standing::StandingConfig::new(root.join("standing"), nats_url);
+    standing_config.auth = crate::auth::mode()?;
     standing_config.partitions = ledger.partitions;
     standing_config.grpc_addr = "127.0.0.1:0".parse()?;
     let standing = covenant_standing::start(standing_config).await?;
@@ -168,6 +171,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
     for run in 0..args.runs {
         eprintln!("run {}/{}: visibility at {}/s", run + 1, args.runs, args.visibility_rate);
         let mut config = covenant_load::LoadConfig::new(ledger_url.clone());
+        config.token = crate::auth::token()?;
         config.standing = Some(standing_url.clone());
         config.rate = args.visibility_rate;
         config.clients = args.clients;
@@ -263,7 +267,7 @@ fn in_days(days: i64) -> prost_types::Timestamp {
 
 /// `customers` customers `query-<n>`, each registered with one kept promise, by AppendBatch.
 async fn load_customers(ledger_url: &str, customers: usize) -> Result<()> {
-    let mut ledger = v1::ledger_client::LedgerClient::connect(ledger_url.to_owned()).await?;
+    let mut ledger = v1::ledger_client::LedgerClient::new(crate::auth::channel(ledger_url).await?);
     let commands: Vec<v1::BatchCommand> = (0..customers)
         .flat_map(|n| {
             let customer = format!("query-{n}");
@@ -305,7 +309,7 @@ async fn load_customers(ledger_url: &str, customers: usize) -> Result<()> {
 /// A customer with `events` events (interactions, one a day back from today): their id and the
 /// instant in the middle of their history.
 async fn deep_customer(ledger_url: &str, events: usize) -> Result<(String, prost_types::Timestamp)> {
-    let mut ledger = v1::ledger_client::LedgerClient::connect(ledger_url.to_owned()).await?;
+    let mut ledger = v1::ledger_client::LedgerClient::new(crate::auth::channel(ledger_url).await?);
     let customer = "query-deep".to_owned();
     let mut registered = query_header(&customer, "r");
     if let Some(header) = registered.as_mut() {
@@ -351,7 +355,7 @@ async fn query_trust(
     customers: usize,
     duration: Duration,
 ) -> Result<Run> {
-    let channel = tonic::transport::Channel::from_shared(standing_url.to_owned())?.connect().await?;
+    let channel = crate::auth::channel(standing_url).await?;
     let started = Instant::now();
     let until = started + duration;
     let mut tasks = Vec::new();
@@ -390,7 +394,7 @@ async fn query_as_of(
     deep: &(String, prost_types::Timestamp),
     queries: u64,
 ) -> Result<Run> {
-    let mut standing = v1::standing_client::StandingClient::connect(standing_url.to_owned()).await?;
+    let mut standing = v1::standing_client::StandingClient::new(crate::auth::channel(standing_url).await?);
     let mut histogram = crate::stats::latency_histogram()?;
     let started = Instant::now();
     for _ in 0..queries {
@@ -411,7 +415,7 @@ async fn query_as_of(
 
 /// Waits until standing has applied the whole log (by the ledger's `ReadAll` end positions).
 async fn wait_caught_up(ledger_url: &str, standing: &covenant_standing::RunningStanding) -> Result<()> {
-    let mut reader = v1::event_log_client::EventLogClient::connect(ledger_url.to_owned()).await?;
+    let mut reader = v1::event_log_client::EventLogClient::new(crate::auth::channel(ledger_url).await?);
     let mut from: Vec<v1::PartitionFrom> = Vec::new();
     loop {
         let page = reader
@@ -533,7 +537,7 @@ async fn relay_run(
 
 /// `clients` tasks sending `AppendBatch` requests of 100 interactions for `duration`.
 async fn append_batches(ledger_url: &str, clients: usize, duration: Duration, run: usize) -> Result<Run> {
-    let channel = tonic::transport::Channel::from_shared(ledger_url.to_owned())?.connect().await?;
+    let channel = crate::auth::channel(ledger_url).await?;
     let started = Instant::now();
     let until = started + duration;
     let mut tasks = Vec::new();

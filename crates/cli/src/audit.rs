@@ -53,7 +53,7 @@ impl SourceArgs {
     /// Opens the source the options name.
     pub(crate) async fn open(&self) -> anyhow::Result<Box<dyn EventSource + Send>> {
         Ok(match (&self.ledger, &self.backup, &self.data) {
-            (Some(url), _, _) => Box::new(LedgerSource::connect(url).await?),
+            (Some(url), _, _) => Box::new(LedgerSource::connect(url, &crate::client::token()?).await?),
             (None, Some(backup), _) => Box::new(open_log(backup.clone(), "--backup").await?),
             (None, None, data) => {
                 let data = data.clone().unwrap_or_else(|| PathBuf::from("data"));

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use covenant_auth::AuthChannel;
 use covenant_proto::v1::{
     self, event_log_client::EventLogClient, ledger_client::LedgerClient, standing_client::StandingClient,
 };
-use tonic::transport::Channel;
 
 /// Options of `covenant demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,7 +73,7 @@ fn promise_ref(promise_id: &str) -> Option<v1::RelatedRef> {
     Some(v1::RelatedRef { target: Some(v1::related_ref::Target::PromiseId(promise_id.to_owned())) })
 }
 
-async fn journey(client: &mut LedgerClient<Channel>, index: u32, run: u64) -> anyhow::Result<()> {
+async fn journey(client: &mut LedgerClient<AuthChannel>, index: u32, run: u64) -> anyhow::Result<()> {
     let mut j = Journey { customer: format!("demo-customer-{index}"), run, step: 0 };
     let tier = [v1::Tier::Standard, v1::Tier::Premium, v1::Tier::Basic, v1::Tier::Vip][index as usize % 4];
     let registered = client
@@ -222,7 +222,7 @@ async fn journey(client: &mut LedgerClient<Channel>, index: u32, run: u64) -> an
 }
 
 /// A callback promised five days ago for three days ago, made only yesterday: kept, but late.
-async fn late_callback(client: &mut LedgerClient<Channel>, j: &mut Journey) -> anyhow::Result<()> {
+async fn late_callback(client: &mut LedgerClient<AuthChannel>, j: &mut Journey) -> anyhow::Result<()> {
     let promise_id = j.id("callback");
     client
         .make_promise(v1::MakePromiseRequest {
@@ -248,7 +248,7 @@ async fn late_callback(client: &mut LedgerClient<Channel>, j: &mut Journey) -> a
 }
 
 async fn survey(
-    client: &mut LedgerClient<Channel>,
+    client: &mut LedgerClient<AuthChannel>,
     j: &mut Journey,
     kind: v1::SurveyKind,
     score: u32,
@@ -293,13 +293,10 @@ fn band_name(band: i32) -> &'static str {
 }
 
 pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let mut ledger = LedgerClient::connect(args.ledger.clone())
-        .await
-        .with_context(|| format!("connect to the ledger at {} (is `covenant up` running?)", args.ledger))?;
-    let mut reader = EventLogClient::connect(args.ledger.clone()).await?;
-    let mut standing = StandingClient::connect(args.standing.clone())
-        .await
-        .with_context(|| format!("connect to standing at {} (is `covenant up` running?)", args.standing))?;
+    let ledger_channel = crate::client::channel(&args.ledger, "the ledger").await?;
+    let mut ledger = LedgerClient::new(ledger_channel.clone());
+    let mut reader = EventLogClient::new(ledger_channel);
+    let mut standing = StandingClient::new(crate::client::channel(&args.standing, "standing").await?);
     let run = SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_secs()).unwrap_or(0);
     println!("Recording {} customer journeys through {} …", args.customers, args.ledger);
     for index in 0..args.customers {

@@ -8,6 +8,7 @@
 //! `verify`, `replay`, `backup` and `restore` look after the data directory.
 
 mod audit;
+mod client;
 mod demo;
 mod event_json;
 mod export;

@@ -35,6 +35,7 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--duration must be a positive number of seconds, not {}", args.duration);
     }
     let mut config = covenant_load::LoadConfig::new(args.ledger);
+    config.token = crate::client::token()?;
     config.standing = (args.standing != "off").then_some(args.standing);
     config.rate = args.rate;
     config.duration = std::time::Duration::from_secs_f64(args.duration);

@@ -117,9 +117,7 @@ pub(crate) async fn org_metrics(args: OrgMetricsArgs) -> anyhow::Result<ExitCode
     let from = now
         .checked_sub(Duration::from_secs(u64::from(args.days) * 86_400))
         .context("--days reaches before 1970")?;
-    let mut standing = StandingClient::connect(args.standing.clone())
-        .await
-        .with_context(|| format!("connect to standing at {} (is `covenant up` running?)", args.standing))?;
+    let mut standing = StandingClient::new(crate::client::channel(&args.standing, "standing").await?);
     let metrics = standing
         .get_org_metrics(v1::GetOrgMetricsRequest {
             from: Some(timestamp(from)?),

@@ -76,9 +76,7 @@ fn line(event: &RecordedEvent) -> String {
 /// Runs `covenant tail`.
 pub(crate) async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     crate::event_json::check_event_types("--type", &args.types)?;
-    let mut client = EventLogClient::connect(args.ledger.clone())
-        .await
-        .with_context(|| format!("connect to the ledger at {} (is `covenant up` running?)", args.ledger))?;
+    let mut client = EventLogClient::new(crate::client::channel(&args.ledger, "the ledger").await?);
     let mut events = client
         .subscribe(v1::SubscribeRequest {
             from: vec![],

@@ -1,12 +1,17 @@
 //! `covenant up`: the whole system in one process for a laptop or a demo: ledger, standing and
 //! watchdog. The services still talk over NATS: a managed `nats-server` (own port, store in
 //! `<data>/nats`) is started when `NATS_URL` is not set, and stopped on exit.
+//!
+//! Every gRPC API needs a token: the first start writes `<data>/auth/tokens.json` (hashes only)
+//! with one `admin` token, whose secret goes to `<data>/auth/admin.token` (owner-only), and says
+//! where it is. The other `covenant` commands find it there (or in `COVENANT_TOKEN[_FILE]`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use covenant_auth::{AuthMode, Authenticator, ClientToken, Scope, TokenFile};
 use covenant_bus::{NatsServer, RelayConfig};
 use covenant_ledger::LedgerConfig;
 use covenant_log::Durability;
@@ -64,6 +69,7 @@ impl Started {
 pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("create data directory {}", args.data.display()))?;
+    let auth = local_auth(&args.data)?;
     let mut started = Started { nats: None, ledger: None, standing: None, watchdog: None };
     let nats_url = match std::env::var("NATS_URL") {
         Ok(url) => url,
@@ -77,7 +83,7 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             url
         }
     };
-    if let Err(error) = start_services(&args, &nats_url, &mut started).await {
+    if let Err(error) = start_services(&args, &nats_url, &auth.mode, &mut started).await {
         started.stop().await.ok();
         return Err(error);
     }
@@ -95,6 +101,13 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  metrics   http://{}/metrics", args.metrics_addr);
     println!("  data      {}", args.data.display());
+    println!("  token     {} (admin; every gRPC call needs a token)", auth.admin_token.display());
+    if auth.admin_token != std::path::Path::new(crate::client::DEFAULT_TOKEN_FILE) {
+        println!(
+            "            export COVENANT_TOKEN_FILE={} for the other commands",
+            auth.admin_token.display()
+        );
+    }
     println!("Next: `covenant demo` in another terminal records customer journeys and shows their standing.");
 
     let failed = tokio::select! {
@@ -113,7 +126,35 @@ pub(crate) async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn start_services(args: &UpArgs, nats_url: &str, started: &mut Started) -> anyhow::Result<()> {
+/// The tokens of a local system.
+struct LocalAuth {
+    mode: AuthMode,
+    /// Where the admin token's secret is.
+    admin_token: PathBuf,
+}
+
+/// Loads `<data>/auth/tokens.json`, first creating it with a new admin token.
+fn local_auth(data: &std::path::Path) -> anyhow::Result<LocalAuth> {
+    let dir = data.join("auth");
+    let tokens = dir.join("tokens.json");
+    let admin_token = dir.join("admin.token");
+    if !tokens.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let admin = covenant_auth::generate_token("admin", &[Scope::Admin])?;
+        ClientToken::write(&admin_token, &admin.secret)?;
+        TokenFile { tokens: vec![admin.record] }.save(&tokens)?;
+        tracing::info!(tokens = %tokens.display(), secret = %admin_token.display(), "created a local admin token");
+    }
+    let authenticator = Authenticator::load(&tokens)?;
+    Ok(LocalAuth { mode: AuthMode::Tokens(std::sync::Arc::new(authenticator)), admin_token })
+}
+
+async fn start_services(
+    args: &UpArgs,
+    nats_url: &str,
+    auth: &AuthMode,
+    started: &mut Started,
+) -> anyhow::Result<()> {
     let ledger = covenant_ledger::start(LedgerConfig {
         data_dir: args.data.join("log"),
         partitions: None,
@@ -122,6 +163,7 @@ async fn start_services(args: &UpArgs, nats_url: &str, started: &mut Started) ->
         nats_url: nats_url.to_owned(),
         relay: RelayConfig::default(),
         metrics_addr: Some(args.metrics_addr),
+        auth: auth.clone(),
     })
     .await?;
     let partitions = ledger.partitions;
@@ -130,11 +172,13 @@ async fn start_services(args: &UpArgs, nats_url: &str, started: &mut Started) ->
     let mut standing = StandingConfig::new(args.data.join("standing"), nats_url);
     standing.partitions = partitions;
     standing.grpc_addr = args.standing_addr;
+    standing.auth = auth.clone();
     started.standing = Some(covenant_standing::start(standing).await?);
 
     let mut watchdog = WatchdogConfig::new(args.data.join("watchdog"), nats_url);
     watchdog.partitions = partitions;
     watchdog.grpc_addr = args.watchdog_addr;
+    watchdog.auth = auth.clone();
     started.watchdog = Some(covenant_watchdog::start(watchdog).await?);
     Ok(())
 }

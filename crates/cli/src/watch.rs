@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use covenant_proto::v1::{self, standing_change::Change, standing_client::StandingClient};
 
 /// Which model's changes to show.
@@ -103,9 +102,7 @@ fn line(change: &v1::StandingChange) -> String {
 
 /// Streams the changes until the server ends the stream or Ctrl-C.
 pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let mut standing = StandingClient::connect(args.standing.clone())
-        .await
-        .with_context(|| format!("connect to standing at {} (is `covenant up` running?)", args.standing))?;
+    let mut standing = StandingClient::new(crate::client::channel(&args.standing, "standing").await?);
     let models = match args.model {
         None => vec![],
         Some(Model::Trust) => vec![v1::StandingModel::Trust as i32],

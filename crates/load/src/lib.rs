@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
+use covenant_auth::{AuthChannel, ClientToken};
 use covenant_proto::v1::batch_command::Command;
 use covenant_proto::v1::ledger_client::LedgerClient;
 use covenant_proto::v1::standing_client::StandingClient;
@@ -42,6 +43,8 @@ pub struct LoadConfig {
     pub run_id: String,
     /// gRPC connections shared by the clients.
     pub connections: usize,
+    /// The token sent with every call (`events:write`, and `standing:read` to measure visibility).
+    pub token: ClientToken,
 }
 
 impl LoadConfig {
@@ -56,6 +59,7 @@ impl LoadConfig {
             visibility_every: 10,
             run_id: format!("load{}", unix_millis()),
             connections: 16,
+            token: ClientToken::none(),
         }
     }
 }
@@ -311,10 +315,16 @@ fn in_days(days: i64) -> prost_types::Timestamp {
 }
 
 /// Sends `command` with its own unary RPC.
-pub async fn send(
-    client: &mut LedgerClient<Channel>,
+pub async fn send<T>(
+    client: &mut LedgerClient<T>,
     command: Command,
-) -> Result<v1::AppendResponse, tonic::Status> {
+) -> Result<v1::AppendResponse, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let response = match command {
         Command::RegisterCustomer(request) => client.register_customer(request).await,
         Command::RecordInteraction(request) => client.record_interaction(request).await,
@@ -350,11 +360,17 @@ pub async fn send(
 
 /// Appends `commands` through `AppendBatch`, `chunk` commands per call (at most the ledger's
 /// 1000); fails naming the first item the ledger refused.
-pub async fn append_all(
-    client: &mut LedgerClient<Channel>,
+pub async fn append_all<T>(
+    client: &mut LedgerClient<T>,
     commands: Vec<v1::BatchCommand>,
     chunk: usize,
-) -> Result<()> {
+) -> Result<()>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     for (index, chunk) in commands.chunks(chunk.clamp(1, 1000)).enumerate() {
         let results = client
             .append_batch(v1::AppendBatchRequest { commands: chunk.to_vec() })
@@ -373,8 +389,8 @@ pub async fn append_all(
 
 /// One client's share of the run.
 struct Client {
-    ledger: LedgerClient<Channel>,
-    standing: Option<StandingClient<Channel>>,
+    ledger: LedgerClient<AuthChannel>,
+    standing: Option<StandingClient<AuthChannel>>,
     journeys: Vec<Journey>,
     /// Time between two sends (`None`: closed loop).
     interval: Option<Duration>,
@@ -452,7 +468,10 @@ impl Client {
 
 /// True once standing has applied `positions` (false: not within 30 s). `ListOpenComplaints`
 /// of a customer who does not exist is the cheapest query that takes a consistency requirement.
-async fn wait_visible(standing: &mut StandingClient<Channel>, positions: Vec<v1::Position>) -> Result<bool> {
+async fn wait_visible(
+    standing: &mut StandingClient<AuthChannel>,
+    positions: Vec<v1::Position>,
+) -> Result<bool> {
     let answer = standing
         .list_open_complaints(v1::ListOpenComplaintsRequest {
             customer_id: "load-visibility-probe".into(),
@@ -480,7 +499,8 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport> {
                 .context("the ledger's address")?
                 .connect()
                 .await
-                .with_context(|| format!("connect to the ledger at {}", config.ledger))?,
+                .with_context(|| format!("connect to the ledger at {}", config.ledger))
+                .and_then(|channel| Ok(config.token.channel(channel)?))?,
         );
     }
     let standing_channel = match &config.standing {
@@ -489,7 +509,8 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport> {
                 .context("standing's address")?
                 .connect()
                 .await
-                .with_context(|| format!("connect to standing at {url}"))?,
+                .with_context(|| format!("connect to standing at {url}"))
+                .and_then(|channel| Ok(config.token.channel(channel)?))?,
         ),
         None => None,
     };

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::{LedgerConfig, start};
 use anyhow::Result;
 use clap::Parser;
+use covenant_auth::AuthArgs;
 use covenant_bus::RelayConfig;
 use covenant_log::Durability;
 use covenant_runtime::{MetricsAddr, parse_metrics_addr};
@@ -33,6 +34,8 @@ struct Args {
     /// NATS server.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 fn parse_durability(value: &str) -> Result<Durability, String> {
@@ -52,6 +55,7 @@ pub fn main() -> Result<()> {
 async fn run() -> Result<()> {
     covenant_runtime::init_tracing();
     let args = Args::parse();
+    let auth = args.auth.mode()?;
     let mut ledger = start(LedgerConfig {
         data_dir: args.data_dir,
         partitions: args.partitions,
@@ -60,6 +64,7 @@ async fn run() -> Result<()> {
         nats_url: args.nats_url,
         relay: RelayConfig::default(),
         metrics_addr: args.metrics_addr.0,
+        auth,
     })
     .await?;
     // One machine-readable line for scripts and tests.

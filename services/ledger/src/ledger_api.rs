@@ -1,11 +1,15 @@
 //! gRPC `Ledger`: one RPC per command plus `AppendBatch`. Each request is converted field by
 //! field (a bad field is `INVALID_ARGUMENT` naming it), decided and appended by the log, and
 //! answered with the positions and the new stream version once durable.
+//!
+//! Every call needs `events:write` (checked by the interceptor in front of the service);
+//! erasing a customer also needs `admin`, whether asked alone or inside a batch.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use covenant_domain::Timestamp;
+use covenant_auth::{Principal, Scope};
+use covenant_domain::{Command, Timestamp};
 use covenant_log::{AppendOutcome, AppendRequest, EventLog, LogError};
 use covenant_proto::convert::{CommandRequest, ConvertError, position_to_wire, timestamp_to_wire};
 use covenant_proto::v1::{self, ledger_server::Ledger};
@@ -15,6 +19,32 @@ use crate::{status, telemetry};
 
 /// Most commands one `AppendBatch` may carry.
 pub const MAX_BATCH_COMMANDS: usize = 1000;
+
+/// Who may do what inside an accepted call (the service's own scope is already checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    /// The caller holds `admin`: erasure is allowed.
+    Allowed,
+    /// Erasure is refused with `PERMISSION_DENIED`, naming what it needs.
+    Refused(&'static str),
+}
+
+impl Erasure {
+    /// What the caller of a gRPC request may do.
+    pub fn of<T>(request: &Request<T>) -> Self {
+        match request.extensions().get::<Principal>() {
+            Some(principal) if principal.scopes().allows(Scope::Admin) => Erasure::Allowed,
+            _ => Erasure::Refused("erasing a customer needs a token with the `admin` scope"),
+        }
+    }
+
+    fn check(self, command: &CommandRequest) -> Result<(), Status> {
+        match (self, &command.command) {
+            (Erasure::Refused(reason), Command::EraseCustomer) => Err(Status::permission_denied(reason)),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// The `Ledger` service over an open log.
 #[derive(Debug, Clone)]
@@ -50,23 +80,31 @@ impl LedgerApi {
         CommandRequest: TryFrom<R, Error = ConvertError>,
     {
         let started = Instant::now();
+        let erasure = Erasure::of(&request);
         let result = match CommandRequest::try_from(request.into_inner()) {
-            Ok(command) => self.execute(command).await.map_err(|error| status::from_log(&error)),
+            Ok(command) => match erasure.check(&command) {
+                Ok(()) => self.execute(command).await.map_err(|error| status::from_log(&error)),
+                Err(refused) => Err(refused),
+            },
             Err(error) => Err(status::from_convert(&error)),
         };
         telemetry::observe(method, started, &result);
         Ok(Response::new(append_response(&result?)))
     }
 
-    /// Runs a batch: items of one customer in the order given, customers concurrently.
-    pub async fn run_batch(&self, commands: Vec<v1::BatchCommand>) -> Vec<v1::BatchResult> {
+    /// Runs a batch: items of one customer in the order given, customers concurrently. An
+    /// erasure the caller may not ask for fails its item with `PERMISSION_DENIED`.
+    pub async fn run_batch(&self, commands: Vec<v1::BatchCommand>, erasure: Erasure) -> Vec<v1::BatchResult> {
         let mut results: Vec<Option<v1::batch_result::Result>> = vec![None; commands.len()];
         let mut by_customer: HashMap<String, Vec<(usize, CommandRequest)>> = HashMap::new();
         for (index, command) in commands.into_iter().enumerate() {
             match CommandRequest::try_from(command) {
-                Ok(command) => {
-                    by_customer.entry(command.customer_id.to_string()).or_default().push((index, command))
-                }
+                Ok(command) => match erasure.check(&command) {
+                    Ok(()) => {
+                        by_customer.entry(command.customer_id.to_string()).or_default().push((index, command))
+                    }
+                    Err(refused) => results[index] = Some(batch_error(&refused)),
+                },
                 Err(error) => results[index] = Some(batch_error(&status::from_convert(&error))),
             }
         }
@@ -142,6 +180,7 @@ macro_rules! ledger_rpcs {
                 request: Request<v1::AppendBatchRequest>,
             ) -> Result<Response<v1::AppendBatchResponse>, Status> {
                 let started = Instant::now();
+                let erasure = Erasure::of(&request);
                 let commands = request.into_inner().commands;
                 let result = if commands.len() > MAX_BATCH_COMMANDS {
                     Err(Status::invalid_argument(format!(
@@ -149,7 +188,7 @@ macro_rules! ledger_rpcs {
                         commands.len()
                     )))
                 } else {
-                    Ok(v1::AppendBatchResponse { results: self.run_batch(commands).await })
+                    Ok(v1::AppendBatchResponse { results: self.run_batch(commands, erasure).await })
                 };
                 telemetry::observe("append_batch", started, &result);
                 result.map(Response::new)

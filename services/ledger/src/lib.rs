@@ -19,11 +19,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use covenant_auth::{AuthMode, Scope};
 use covenant_bus::stream::connect;
 use covenant_bus::{Relay, RelayConfig};
 use covenant_log::{Durability, EventLog, LogConfig};
 use covenant_proto::v1::event_log_server::EventLogServer;
 use covenant_proto::v1::ledger_server::LedgerServer;
+use tonic::service::interceptor::InterceptedService;
 
 pub use eventlog_api::EventLogApi;
 pub use ledger_api::LedgerApi;
@@ -42,6 +44,9 @@ pub struct LedgerConfig {
     pub relay: RelayConfig,
     /// Where to serve Prometheus metrics (`/metrics`); `None`: not served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Who may call: `Ledger` needs `events:write` (erasure also `admin`), `EventLog` needs
+    /// `log:read` (personal data also `pii:read`), reflection any token; health is open.
+    pub auth: AuthMode,
 }
 
 /// A started ledger: where it listens, and how to stop it.
@@ -101,13 +106,17 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
 
     let (listener, grpc_addr) = covenant_runtime::bind(config.grpc_addr).await?;
     tracing::info!(%grpc_addr, nats = %config.nats_url, durability = ?config.durability, "ledger listening");
+    config.auth.log("ledger");
 
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let router = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(reflection)
-        .add_service(LedgerServer::new(ledger))
-        .add_service(EventLogServer::new(EventLogApi::new(log.clone())));
+        .add_service(InterceptedService::new(reflection, config.auth.any_token()))
+        .add_service(LedgerServer::with_interceptor(ledger, config.auth.authorize(Scope::EventsWrite)))
+        .add_service(EventLogServer::with_interceptor(
+            EventLogApi::new(log.clone()),
+            config.auth.authorize(Scope::LogRead),
+        ));
     let grpc = covenant_runtime::spawn_grpc(router, listener, stopped);
     let server = tokio::spawn(async move {
         let served = grpc

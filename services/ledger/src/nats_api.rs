@@ -4,6 +4,9 @@
 //! `ReadAllResponse`) for consumers filling a gap.
 //!
 //! A malformed message is answered with an `INVALID_ARGUMENT` result and counted, never a crash.
+//!
+//! Who may publish here is NATS's business (its users and subject permissions); erasing a
+//! customer is refused on NATS whoever asks: it needs a gRPC call with an `admin` token.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +22,12 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tonic::Status;
 
-use crate::ledger_api::{LedgerApi, batch_error};
+use crate::ledger_api::{Erasure, LedgerApi, batch_error};
+
+/// Erasure over NATS is never allowed.
+const ERASURE_OVER_NATS: Erasure = Erasure::Refused(
+    "erasing a customer is not accepted over NATS: call gRPC Ledger.EraseCustomer with an `admin` token",
+);
 
 /// Requests handled at once.
 const CONCURRENCY: usize = 512;
@@ -69,7 +77,9 @@ pub async fn serve(
 async fn answer_command(client: &Client, api: &LedgerApi, counters: &NatsCounters, message: Message) {
     counters.commands.fetch_add(1, Ordering::Relaxed);
     let result = match v1::BatchCommand::decode(message.payload.as_ref()) {
-        Ok(command) => api.run_batch(vec![command]).await.pop().and_then(|result| result.result),
+        Ok(command) => {
+            api.run_batch(vec![command], ERASURE_OVER_NATS).await.pop().and_then(|result| result.result)
+        }
         Err(error) => {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             crate::telemetry::malformed(&message.subject);

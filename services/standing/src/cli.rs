@@ -33,6 +33,8 @@ struct Args {
     /// find what time alone changes (decayed evidence, lapsed customers).
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
     band_sweep_secs: u64,
+    #[command(flatten)]
+    auth: covenant_auth::AuthArgs,
 }
 
 /// Parses the arguments and runs standing until SIGINT or SIGTERM.
@@ -47,6 +49,7 @@ async fn run() -> Result<()> {
     config.partitions = args.partitions;
     config.grpc_addr = args.grpc_addr;
     config.metrics_addr = args.metrics_addr.0;
+    config.auth = args.auth.mode()?;
     config.bands.sweep_every = std::time::Duration::from_secs(args.band_sweep_secs);
     let mut standing = start(config).await?;
     // One machine-readable line for scripts and tests.

@@ -22,12 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use covenant_auth::{AuthMode, Scope};
 use covenant_bus::stream::connect;
 use covenant_bus::{Consumer, ConsumerConfig};
 use covenant_domain::deadlines::SlaPolicy;
 use covenant_domain::loyalty::LoyaltyParams;
 use covenant_domain::trust::TrustParams;
 use covenant_proto::v1::standing_server::StandingServer;
+use tonic::service::interceptor::InterceptedService;
 
 pub use api::StandingApi;
 pub use store::StandingStore;
@@ -47,6 +49,8 @@ pub struct StandingConfig {
     pub nats_url: String,
     /// Where to serve Prometheus metrics (`/metrics`); `None`: not served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Who may call (DESIGN §7): set it; [`Self::new`] leaves authentication off.
+    pub auth: AuthMode,
     pub trust: TrustParams,
     pub loyalty: LoyaltyParams,
     pub sla: SlaPolicy,
@@ -62,6 +66,7 @@ impl StandingConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
             nats_url: nats_url.into(),
             metrics_addr: None,
+            auth: AuthMode::Off,
             trust: TrustParams::default(),
             loyalty: LoyaltyParams::default(),
             sla: SlaPolicy::default(),
@@ -146,11 +151,12 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
         .context("build gRPC reflection")?;
     let (listener, grpc_addr) = covenant_runtime::bind(config.grpc_addr).await?;
     tracing::info!(%grpc_addr, nats = %config.nats_url, partitions = config.partitions, "standing listening");
+    config.auth.log("standing");
 
     let router = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(reflection)
-        .add_service(StandingServer::new(api));
+        .add_service(InterceptedService::new(reflection, config.auth.any_token()))
+        .add_service(StandingServer::with_interceptor(api, config.auth.authorize(Scope::StandingRead)));
     let grpc = covenant_runtime::spawn_grpc(router, listener, stopped);
     let stopping = Arc::clone(&consumer);
     let server = tokio::spawn(async move {

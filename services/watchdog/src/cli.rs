@@ -43,6 +43,8 @@ struct Args {
     /// Share of a target that applies to VIP customers (default 0.5).
     #[arg(long, value_parser = parse_factor)]
     sla_vip_factor: Option<f64>,
+    #[command(flatten)]
+    auth: covenant_auth::AuthArgs,
 }
 
 /// Four SLA targets, by priority.
@@ -110,6 +112,7 @@ async fn run() -> Result<()> {
         metrics_addr: args.metrics_addr.0,
         policy,
         scheduler: SchedulerConfig::default(),
+        auth: args.auth.mode()?,
     })
     .await?;
     // One machine-readable line for scripts and tests.
@@ -138,6 +141,7 @@ mod tests {
             "0.25",
             "--metrics-addr",
             "off",
+            "--insecure-no-auth",
         ])
         .unwrap();
         let policy = args.policy();
@@ -146,9 +150,35 @@ mod tests {
         assert_eq!(policy.vip_factor, 0.25);
         assert_eq!(args.metrics_addr, MetricsAddr(None));
         assert_eq!(args.partitions, 8);
-        assert!(Args::try_parse_from(["covenant-watchdog", "--sla-resolution-secs", "1,2,3"]).is_err());
-        assert!(Args::try_parse_from(["covenant-watchdog", "--sla-resolution-secs", "1,2,0,4"]).is_err());
-        assert!(Args::try_parse_from(["covenant-watchdog", "--sla-premium-factor", "1.5"]).is_err());
-        assert!(Args::try_parse_from(["covenant-watchdog", "--partitions", "0"]).is_err());
+        // Authentication is never off by omission: one of the two options is required.
+        let missing = Args::try_parse_from(["covenant-watchdog"]).unwrap_err();
+        assert!(missing.to_string().contains("--auth-tokens"), "{missing}");
+        let both = ["covenant-watchdog", "--insecure-no-auth", "--auth-tokens", "tokens.json"];
+        assert!(Args::try_parse_from(both).is_err());
+        assert!(
+            Args::try_parse_from([
+                "covenant-watchdog",
+                "--insecure-no-auth",
+                "--sla-resolution-secs",
+                "1,2,3"
+            ])
+            .is_err()
+        );
+        assert!(
+            Args::try_parse_from([
+                "covenant-watchdog",
+                "--insecure-no-auth",
+                "--sla-resolution-secs",
+                "1,2,0,4"
+            ])
+            .is_err()
+        );
+        assert!(
+            Args::try_parse_from(["covenant-watchdog", "--insecure-no-auth", "--sla-premium-factor", "1.5"])
+                .is_err()
+        );
+        assert!(
+            Args::try_parse_from(["covenant-watchdog", "--insecure-no-auth", "--partitions", "0"]).is_err()
+        );
     }
 }

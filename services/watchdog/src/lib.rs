@@ -32,11 +32,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
+use covenant_auth::AuthMode;
 use covenant_bus::stream::connect;
 use covenant_bus::{Consumer, ConsumerConfig};
 pub use covenant_domain::deadlines::SlaPolicy;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 
 pub use scheduler::{Outcome, SchedulerConfig};
 pub use store::{DeadlineStore, WatchdogError};
@@ -58,6 +60,8 @@ pub struct WatchdogConfig {
     pub grpc_addr: SocketAddr,
     /// Where to serve Prometheus metrics (`/metrics`); `None`: not served.
     pub metrics_addr: Option<SocketAddr>,
+    /// Who may call (DESIGN §7): set it; [`Self::new`] leaves authentication off.
+    pub auth: AuthMode,
     /// SLA targets of complaint clocks.
     pub policy: SlaPolicy,
     pub scheduler: SchedulerConfig,
@@ -73,6 +77,7 @@ impl WatchdogConfig {
             nats_url: nats_url.into(),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_addr: None,
+            auth: AuthMode::Off,
             policy: SlaPolicy::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -146,9 +151,12 @@ pub async fn start(config: WatchdogConfig) -> anyhow::Result<RunningWatchdog> {
         .build_v1()
         .context("build gRPC reflection")?;
     let (listener, grpc_addr) = covenant_runtime::bind(config.grpc_addr).await?;
-    let router = tonic::transport::Server::builder().add_service(health).add_service(reflection);
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(InterceptedService::new(reflection, config.auth.any_token()));
     let grpc = covenant_runtime::spawn_grpc(router, listener, stop.clone());
     tracing::info!(%grpc_addr, nats = %config.nats_url, partitions = config.partitions, pending = store.pending(), "watchdog listening");
+    config.auth.log("watchdog");
 
     let released = Arc::downgrade(&store);
     drop(store);

@@ -36,6 +36,7 @@ async fn start_ledger(dir: &Path, nats: &NatsServer) -> RunningLedger {
         nats_url: nats.url(),
         relay: RelayConfig::default(),
         metrics_addr: None,
+        auth: covenant_auth::AuthMode::Off,
     })
     .await
     .unwrap()
