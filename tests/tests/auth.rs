@@ -178,6 +178,7 @@ async fn every_service_refuses_missing_unknown_and_unscoped_tokens_and_logs_no_s
         customer_id: customer.into(),
         from_version: 1,
         max_events: 10,
+        include_personal_data: false,
     };
     let mut log_anonymous = EventLogClient::new(channel(&ledger, None).await);
     assert_eq!(code(log_anonymous.read_stream(read("auth-2")).await), Code::Unauthenticated);
@@ -231,4 +232,122 @@ async fn every_service_refuses_missing_unknown_and_unscoped_tokens_and_logs_no_s
         }
         assert!(!log.contains(&unknown), "{name}'s log holds a token a caller tried");
     }
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).unwrap().windows(needle.len()).any(|window| window == needle) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_needs_pii_read_is_never_on_disk_in_clear_and_is_gone_after_erasure() {
+    let dir = test_dir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let tokens = Tokens::new();
+    let privacy = generate_token("privacy-officer", &[Scope::LogRead, Scope::PiiRead]).unwrap();
+    let token_file = dir.path().join("tokens.json");
+    let mut records: Vec<_> = tokens.all().iter().map(|token| token.record.clone()).collect();
+    records.push(privacy.record.clone());
+    TokenFile { tokens: records }.save(&token_file).unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let ledger = start(LEDGER, "ledger", dir.path(), &nats, &token_file, &logs.join("ledger.log"));
+    let standing = start(STANDING, "standing", dir.path(), &nats, &token_file, &logs.join("standing.log"));
+
+    let mut writer = LedgerClient::new(channel(&ledger, Some(&tokens.writer.secret)).await);
+    writer.register_customer(register("pii-1", "r1")).await.unwrap();
+    writer
+        .record_interaction(match covenant_tests::requests::interaction("pii-1", "i1").command {
+            Some(v1::batch_command::Command::RecordInteraction(request)) => request,
+            other => panic!("{other:?}"),
+        })
+        .await
+        .unwrap();
+    let read = |personal: bool| v1::ReadStreamRequest {
+        customer_id: "pii-1".into(),
+        from_version: 1,
+        max_events: 100,
+        include_personal_data: personal,
+    };
+    let name_of = |response: &v1::ReadStreamResponse| match &response.events[0].payload {
+        Some(v1::event_envelope::Payload::CustomerRegistered(registered)) => registered.name.clone(),
+        other => panic!("{other:?}"),
+    };
+
+    // log:read alone gets the events without personal data, and is refused the personal data.
+    let mut reader = EventLogClient::new(channel(&ledger, Some(&tokens.log_reader.secret)).await);
+    assert_eq!(name_of(&reader.read_stream(read(false)).await.unwrap().into_inner()), "");
+    let denied = reader.read_stream(read(true)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(denied.message(), "token `log-reader` lacks the scope `pii:read` this call needs");
+    // pii:read gets the person.
+    let mut officer = EventLogClient::new(channel(&ledger, Some(&privacy.secret)).await);
+    let full = officer.read_stream(read(true)).await.unwrap().into_inner();
+    assert_eq!(name_of(&full), "Ada Lovelace");
+    assert!(!full.personal_data_erased);
+    // The public stream (standing's timeline comes from it) never carries it.
+    let mut standing_reader =
+        StandingClient::new(channel(&standing, Some(&tokens.standing_reader.secret)).await);
+    let timeline = |standing: &mut StandingClient<covenant_auth::AuthChannel>| {
+        let mut standing = standing.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let request = v1::GetTimelineRequest { customer_id: "pii-1".into(), ..Default::default() };
+                match standing.get_timeline(request).await {
+                    Ok(response) => return response.into_inner(),
+                    Err(status)
+                        if status.code() == Code::NotFound && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(status) => panic!("{status:?}"),
+                }
+            }
+        }
+    };
+    let before = timeline(&mut standing_reader).await;
+    match &before.events[0].payload {
+        Some(v1::event_envelope::Payload::CustomerRegistered(registered)) => assert_eq!(registered.name, ""),
+        other => panic!("{other:?}"),
+    }
+    // Never on the ledger's disk in clear, WAL included.
+    let secret = b"Ada Lovelace";
+    assert_eq!(files_containing(&dir.path().join("ledger"), secret), Vec::<String>::new());
+    assert_eq!(files_containing(&dir.path().join("standing"), secret), Vec::<String>::new());
+
+    // Erasure (admin): the person is gone from every API; the history, counts and standing stay.
+    let mut admin = LedgerClient::new(channel(&ledger, Some(&tokens.admin.secret)).await);
+    admin.erase_customer(v1::EraseCustomerRequest { header: header("pii-1", "erase", None) }).await.unwrap();
+    let after = officer.read_stream(read(true)).await.unwrap().into_inner();
+    assert!(after.personal_data_erased, "the reply says why the fields are empty");
+    assert_eq!(name_of(&after), "");
+    assert_eq!(after.events.len(), 3, "registered, the interaction, customer_erased");
+    assert_eq!(after.stream_version, 3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let erased_timeline = loop {
+        let timeline = timeline(&mut standing_reader).await;
+        if timeline.events.len() == 3 || tokio::time::Instant::now() > deadline {
+            break timeline;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(erased_timeline.events.len(), 3, "standing keeps the history");
+    let trust = v1::GetTrustRequest { customer_id: "pii-1".into(), ..Default::default() };
+    standing_reader.get_trust(trust).await.unwrap();
+    // Erased customers take no more commands.
+    let refused = writer.register_customer(register("pii-1", "r2")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
 }

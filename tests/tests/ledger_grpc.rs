@@ -104,7 +104,12 @@ async fn commands_are_recorded_deduplicated_read_back_and_relayed() {
 
     let mut reader = EventLogClient::connect(ledger.endpoint()).await.unwrap();
     let stream = reader
-        .read_stream(v1::ReadStreamRequest { customer_id: "alice".into(), from_version: 0, max_events: 0 })
+        .read_stream(v1::ReadStreamRequest {
+            customer_id: "alice".into(),
+            from_version: 0,
+            max_events: 0,
+            include_personal_data: false,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -190,7 +190,12 @@ async fn python_examples_read_the_stream_and_call_the_api_of_a_live_system() {
         v1::TrustBand::try_from(ours.band).ok().map(|band| band.as_str_name())
     );
     let stream = reader
-        .read_stream(v1::ReadStreamRequest { customer_id: "py-1".into(), from_version: 1, max_events: 10 })
+        .read_stream(v1::ReadStreamRequest {
+            customer_id: "py-1".into(),
+            from_version: 1,
+            max_events: 10,
+            include_personal_data: false,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -111,6 +111,7 @@ async fn read_stream(reader: &mut EventLogClient<Channel>, customer: &str) -> Ve
             customer_id: customer.into(),
             from_version: 1,
             max_events: 10_000,
+            include_personal_data: false,
         })
         .await
         .unwrap()

@@ -2,10 +2,12 @@
 //!
 //! - [`LogSource`]: a log directory or a backup (RocksDB checkpoint), opened read-only, so it
 //!   works beside a running ledger and on a copy taken elsewhere. A scan checks every record's
-//!   checksum and envelope but decodes only the event types asked for. Personal data included.
+//!   checksum and envelope but decodes only the event types asked for.
 //! - [`LedgerSource`]: a running ledger over gRPC `EventLog` (`ReadAll` filtered by type,
-//!   `ReadStream` per customer). The ledger leaves personal data out, so promise descriptions
-//!   come back empty.
+//!   `ReadStream` per customer).
+//!
+//! Neither gives personal data: it is sealed at rest (`covenant_log::sealing`), so promise
+//! descriptions come back empty from both.
 //!
 //! Both are blocking: call them off the async runtime's workers (`LedgerSource` drives its gRPC
 //! calls with the runtime handle it was made on).
@@ -124,6 +126,7 @@ impl EventSource for LedgerSource {
                 customer_id: customer.to_string(),
                 from_version: events.len() as u64 + 1,
                 max_events: CHUNK as u32,
+                include_personal_data: false,
             };
             let mut client = self.client.clone();
             let page = self.runtime.block_on(client.read_stream(request))?.into_inner();

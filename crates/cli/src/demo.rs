@@ -323,6 +323,7 @@ pub(crate) async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 customer_id: customer_id.clone(),
                 from_version: 1,
                 max_events: 10_000,
+                include_personal_data: false,
             })
             .await?
             .into_inner();

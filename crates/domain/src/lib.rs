@@ -26,6 +26,7 @@ pub mod events;
 pub mod ids;
 pub mod loyalty;
 pub mod org_metrics;
+pub mod personal;
 pub mod sample;
 pub mod state;
 pub mod trust;

@@ -1,8 +1,11 @@
 //! Value encodings: `[format u8][…postcard…]`, so old values stay readable after a change.
 //!
 //! A record in `events` is
-//! `[format = 1][prev_hash: 32 bytes][postcard(RecordedEvent)][checksum: xxh3-64, 8 bytes LE]`,
-//! where `checksum = xxh3_64(format ‖ prev_hash ‖ postcard bytes)`. Each partition's records form
+//! `[format = 2][prev_hash: 32 bytes][postcard(RecordedEvent)][sealed][checksum: xxh3-64, 8 bytes LE]`,
+//! where `checksum = xxh3_64(format ‖ … ‖ sealed)`. The event is stored without its personal
+//! data; `sealed` is that data sealed with the customer's key (`crate::sealing`), empty when
+//! the event has none. Format 1 (written before personal data was sealed) is the same without
+//! `sealed`, its event in clear; it is still read. Each partition's records form
 //! a hash chain: a record's `prev_hash` is the **chain hash** of the record before it,
 //! `blake3(whole stored value)` (zeros for offset 0).
 //!
@@ -19,8 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LogError, Result};
 
-/// Format byte of v1 records.
+/// Format byte of v1 records (personal data in clear; read, no longer written).
 pub const RECORD_FORMAT_V1: u8 = 1;
+/// Format byte of v2 records (personal data sealed after the event).
+pub const RECORD_FORMAT_V2: u8 = 2;
 /// Format byte of v1 stream heads.
 pub(crate) const HEAD_FORMAT_V1: u8 = 1;
 /// Format byte of v1 command outcomes.
@@ -35,15 +40,27 @@ pub const GENESIS_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
 /// A chain hash.
 pub type ChainHash = [u8; HASH_LEN];
 
-/// Encodes `event` as a record following `prev_hash`; returns the bytes and their chain hash.
+/// Encodes `event` (no personal data to seal) as a record following `prev_hash`; returns the
+/// bytes and their chain hash.
 pub fn encode_record(prev_hash: &ChainHash, event: &RecordedEvent) -> Result<(Vec<u8>, ChainHash)> {
-    let mut value = Vec::with_capacity(1 + HASH_LEN + CHECKSUM_LEN + 192);
-    value.push(RECORD_FORMAT_V1);
+    encode_sealed_record(prev_hash, event, &[])
+}
+
+/// Encodes `event` (already without its personal data) followed by `sealed`, its personal data
+/// sealed with the customer's key.
+pub fn encode_sealed_record(
+    prev_hash: &ChainHash,
+    event: &RecordedEvent,
+    sealed: &[u8],
+) -> Result<(Vec<u8>, ChainHash)> {
+    let mut value = Vec::with_capacity(1 + HASH_LEN + CHECKSUM_LEN + 192 + sealed.len());
+    value.push(RECORD_FORMAT_V2);
     value.extend_from_slice(prev_hash);
     let mut value = postcard::to_extend(event, value).map_err(|error| LogError::CorruptMetadata {
         what: "event to encode".into(),
         reason: error.to_string(),
     })?;
+    value.extend_from_slice(sealed);
     let checksum = xxhash_rust::xxh3::xxh3_64(&value);
     value.extend_from_slice(&checksum.to_le_bytes());
     let hash = chain_hash(&value);
@@ -73,7 +90,7 @@ pub fn split_record(position: Position, value: &[u8]) -> Result<RawRecord<'_>> {
         return Err(corrupt(position, format!("value is {} bytes, shorter than any record", value.len())));
     }
     let format = value[0];
-    if format != RECORD_FORMAT_V1 {
+    if format != RECORD_FORMAT_V1 && format != RECORD_FORMAT_V2 {
         return Err(corrupt(position, format!("unknown record format {format}")));
     }
     let (checked, trailer) = value.split_at(value.len() - CHECKSUM_LEN);
@@ -100,6 +117,21 @@ fn check_position(position: Position, recorded: Position) -> Result<()> {
 pub fn decode_record(position: Position, value: &[u8]) -> Result<RecordedEvent> {
     let raw = split_record(position, value)?;
     decode_body(position, raw.body)
+}
+
+/// Decodes a stored record and returns it with its sealed personal data (empty when there is
+/// none, and for format-1 records, whose personal data is in the event).
+pub fn decode_sealed_record(position: Position, value: &[u8]) -> Result<(RecordedEvent, &[u8])> {
+    let raw = split_record(position, value)?;
+    let (event, rest): (RecordedEvent, &[u8]) = postcard::take_from_bytes(raw.body)
+        .map_err(|error| corrupt(position, format!("does not decode: {error}")))?;
+    check_position(position, event.position)?;
+    match raw.format {
+        RECORD_FORMAT_V1 if !rest.is_empty() => {
+            Err(corrupt(position, "trailing bytes after a format-1 record"))
+        }
+        _ => Ok((event, rest)),
+    }
 }
 
 /// Decodes a record body already checked by [`split_record`].

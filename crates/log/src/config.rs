@@ -41,6 +41,9 @@ pub struct LogConfig {
     pub state_cache_per_partition: usize,
     /// How long command outcomes are kept for idempotent retries; `None` keeps them forever.
     pub command_retention: Option<Span>,
+    /// The master key that wraps the customers' data keys (`crate::sealing`); `None`:
+    /// `master.key` beside the database directory. Created with a new log.
+    pub master_key: Option<PathBuf>,
 }
 
 impl LogConfig {
@@ -54,6 +57,7 @@ impl LogConfig {
             writers: None,
             state_cache_per_partition: 100_000,
             command_retention: None,
+            master_key: None,
         }
     }
 
@@ -69,6 +73,11 @@ impl LogConfig {
     pub fn with_partitions(mut self, partitions: u16) -> Self {
         self.partitions = Some(partitions);
         self
+    }
+
+    /// Where the master key is (or will be created).
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key.clone().unwrap_or_else(|| crate::sealing::default_master_key_path(&self.path))
     }
 
     /// The same config with `durability` set.

@@ -48,6 +48,9 @@ pub enum LogError {
     /// The log is shutting down or its writer stopped.
     #[error("the event log is closed")]
     Closed,
+    /// Personal data could not be sealed or opened (a wrong master key, a tampered value).
+    #[error("personal data: {0}")]
+    Sealing(String),
     /// Replicated durability was asked for but no replication is attached.
     #[error("replicated durability needs the NATS relay, which is not attached")]
     ReplicationUnavailable,

@@ -22,6 +22,7 @@ pub mod codec;
 pub mod config;
 mod error;
 mod keys;
+pub mod sealing;
 mod store;
 mod writer;
 
@@ -37,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{DEFAULT_PARTITIONS, Durability, LogConfig};
 pub use error::{LogError, Result};
-pub use store::{PartitionVerification, StreamProblem};
+pub use store::{PartitionVerification, PersonalDataState, StreamProblem};
 
 use crate::codec::StoredOutcome;
 use crate::store::Store;
@@ -213,6 +214,7 @@ impl EventLog {
                 max_batch: config.max_batch,
                 clock: Arc::clone(&clock),
                 syncer,
+                data_keys: Default::default(),
             };
             let handle = std::thread::Builder::new()
                 .name(writer.name.clone())
@@ -345,6 +347,19 @@ impl EventLog {
     ) -> Result<Vec<RecordedEvent>> {
         let reader = self.reader();
         blocking(move || reader.read_stream(&customer_id, from_version, max)).await
+    }
+
+    /// [`Self::read_stream`] with each event's personal data opened with the customer's key
+    /// (for callers allowed to see it); after an erasure the fields stay empty
+    /// ([`PersonalDataState::Erased`]).
+    pub async fn read_stream_revealed(
+        &self,
+        customer_id: CustomerId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<(RecordedEvent, PersonalDataState)>> {
+        let reader = self.reader();
+        blocking(move || reader.read_stream_revealed(&customer_id, from_version, max)).await
     }
 
     /// Up to `max` records of `partition` from `from_offset` on.
@@ -511,6 +526,17 @@ impl LogReader {
         max: usize,
     ) -> Result<Vec<RecordedEvent>> {
         self.store.read_stream(customer_id, from_version, max)
+    }
+
+    /// [`Self::read_stream`] with personal data opened where the customer's key and the log's
+    /// master key (`master.key` beside the database) allow.
+    pub fn read_stream_revealed(
+        &self,
+        customer_id: &CustomerId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<(RecordedEvent, PersonalDataState)>> {
+        self.store.read_stream_revealed(customer_id, from_version, max)
     }
 
     /// The customer's stream version now (0 when they have no events).

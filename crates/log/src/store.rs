@@ -14,7 +14,10 @@ use rocksdb::{
 use crate::codec::{self, ChainHash, GENESIS_HASH, StoredOutcome, StreamHead};
 use crate::config::{DEFAULT_PARTITIONS, LogConfig};
 use crate::error::{LogError, Result};
-use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_META, CF_STREAM_INDEX, CF_STREAMS, COLUMN_FAMILIES};
+use crate::keys::{
+    self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_META, CF_STREAM_INDEX, CF_STREAMS, COLUMN_FAMILIES,
+};
+use crate::sealing::{DataKey, MasterKey};
 
 /// Format of the log as a whole; bumped only for changes old code cannot read.
 const LOG_FORMAT: u8 = 1;
@@ -25,6 +28,19 @@ pub(crate) struct Store {
     db: DB,
     path: PathBuf,
     partition_count: u16,
+    /// Wraps the customers' data keys; `None` only for a read-only store opened without it.
+    master_key: Option<MasterKey>,
+}
+
+/// What became of an event's personal data on a read that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonalDataState {
+    /// The event has none.
+    None,
+    /// It was opened and is in the event.
+    Revealed,
+    /// The customer was erased (or the key is not available): the fields stay empty.
+    Erased,
 }
 
 /// Where a partition's chain ends: the next offset to write and the hash to chain onto.
@@ -129,8 +145,23 @@ impl Store {
         let descriptors =
             COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
         let db = DB::open_cf_descriptors(&options, &config.path, descriptors)?;
-        let mut store = Store { db, path: config.path.clone(), partition_count: 0 };
+        let mut store = Store { db, path: config.path.clone(), partition_count: 0, master_key: None };
         store.partition_count = store.check_meta(config.partitions)?;
+        let key_path = config.master_key_path();
+        store.master_key = Some(match MasterKey::load(&key_path)? {
+            Some(key) => key,
+            None if store.holds_data_keys()? => {
+                return Err(LogError::Config(format!(
+                    "the log at {} holds customers' data keys but its master key {} is missing: restore the master key file (backups do not carry it)",
+                    config.path.display(),
+                    key_path.display()
+                )));
+            }
+            None => {
+                tracing::info!(path = %key_path.display(), "created the master key of the log's personal data");
+                MasterKey::create(&key_path)?
+            }
+        });
         Ok(store)
     }
 
@@ -145,7 +176,8 @@ impl Store {
         let mut options = Options::default();
         options.set_allow_concurrent_memtable_write(false);
         let db = DB::open_cf_descriptors_read_only(&options, path, descriptors, false)?;
-        let mut store = Store { db, path: path.to_path_buf(), partition_count: 0 };
+        let master_key = MasterKey::load(&crate::sealing::default_master_key_path(path))?;
+        let mut store = Store { db, path: path.to_path_buf(), partition_count: 0, master_key };
         let meta = store.cf(CF_META)?;
         let stored = store.db.get_cf(meta, keys::META_PARTITION_COUNT)?.ok_or_else(|| {
             LogError::CorruptMetadata { what: "meta partition_count".into(), reason: "missing".into() }
@@ -208,6 +240,72 @@ impl Store {
 
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// The master key (always there for a writable store).
+    pub(crate) fn master_key(&self) -> Result<&MasterKey> {
+        self.master_key
+            .as_ref()
+            .ok_or_else(|| LogError::Sealing("the log was opened without its master key".into()))
+    }
+
+    fn holds_data_keys(&self) -> Result<bool> {
+        Ok(self.db.iterator_cf(self.cf(CF_KEYS)?, IteratorMode::Start).next().transpose()?.is_some())
+    }
+
+    /// The stored data key of `customer_id`, opened; `None` when there is none (never had
+    /// personal data, or erased).
+    pub(crate) fn data_key(&self, customer_id: &str) -> Result<Option<DataKey>> {
+        match self.db.get_pinned_cf(self.cf(CF_KEYS)?, customer_id.as_bytes())? {
+            Some(wrapped) => Ok(Some(self.master_key()?.unwrap(customer_id, &wrapped)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// After an erasure: flushes every column family (so no live write-ahead log still holds the
+    /// deleted key) and compacts `keys` to the last level (so no live table file does).
+    pub(crate) fn shred_erased_keys(&self) -> Result<()> {
+        let families: Vec<&ColumnFamily> =
+            COLUMN_FAMILIES.iter().map(|name| self.cf(name)).collect::<Result<_>>()?;
+        let mut flush = rocksdb::FlushOptions::default();
+        flush.set_wait(true);
+        self.db.flush_cfs_opt(&families, &flush)?;
+        let mut compact = rocksdb::CompactOptions::default();
+        compact.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        self.db.compact_range_cf_opt(self.cf(CF_KEYS)?, None::<&[u8]>, None::<&[u8]>, &compact);
+        Ok(())
+    }
+
+    /// Up to `max` events of a customer's stream from `from_version` on, with their personal data
+    /// opened where the customer's key allows (see [`PersonalDataState`]).
+    pub(crate) fn read_stream_revealed(
+        &self,
+        customer_id: &CustomerId,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<(RecordedEvent, PersonalDataState)>> {
+        let key = match &self.master_key {
+            Some(_) => self.data_key(customer_id.as_str())?,
+            None => None,
+        };
+        self.read_stream_with(customer_id, from_version, max, |position, value| {
+            let (mut event, sealed) = codec::decode_sealed_record(position, value)?;
+            if sealed.is_empty() {
+                // Format-1 records hold their personal data in clear; format 2 had none.
+                let state =
+                    if covenant_domain::personal::take_personal_data(&mut event.event.clone()).is_some() {
+                        PersonalDataState::Revealed
+                    } else {
+                        PersonalDataState::None
+                    };
+                return Ok((event, state));
+            }
+            let Some(key) = &key else { return Ok((event, PersonalDataState::Erased)) };
+            let data = key.open(customer_id.as_str(), &event.event_id, sealed)?;
+            covenant_domain::personal::restore_personal_data(&mut event.event, data)
+                .map_err(|error| LogError::Corrupt { position, reason: error.to_string() })?;
+            Ok((event, PersonalDataState::Revealed))
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -361,6 +459,16 @@ impl Store {
         from_version: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>> {
+        self.read_stream_with(customer_id, from_version, max, codec::decode_record)
+    }
+
+    fn read_stream_with<T>(
+        &self,
+        customer_id: &CustomerId,
+        from_version: u64,
+        max: usize,
+        mut decode: impl FnMut(Position, &[u8]) -> Result<T>,
+    ) -> Result<Vec<T>> {
         let partition = customer_id.partition(self.partition_count);
         let prefix = keys::stream_index_prefix(customer_id.as_str());
         let mut offsets = Vec::new();
@@ -398,7 +506,7 @@ impl Store {
                     "the stream index of customer {customer_id} points here but no record is stored"
                 ),
             })?;
-            events.push(codec::decode_record(position, &value)?);
+            events.push(decode(position, &value)?);
         }
         Ok(events)
     }

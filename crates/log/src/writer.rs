@@ -17,8 +17,9 @@ use std::collections::HashMap;
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
+use covenant_domain::personal::take_personal_data;
 use covenant_domain::{
-    CommandId, CustomerId, DecisionContext, EventId, Position, RecordedEvent, Timestamp, apply, decide,
+    CommandId, CustomerId, DecisionContext, Event, EventId, Position, RecordedEvent, Timestamp, apply, decide,
 };
 use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,7 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::codec::{self, StoredOutcome, StreamHead};
 use crate::config::Durability;
 use crate::error::{LogError, Result};
-use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_STREAM_INDEX, CF_STREAMS};
+use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_STREAM_INDEX, CF_STREAMS};
+use crate::sealing::DataKey;
 use crate::store::{ChainHead, Store};
 use crate::{AppendOutcome, AppendRequest, Clock};
 
@@ -117,6 +119,8 @@ pub(crate) struct Writer {
     /// The sync stage (`fsync` and `replicated` durability); `None` in `buffered` mode, where
     /// a batch is answered as soon as it is written.
     pub(crate) syncer: Option<std::sync::mpsc::Sender<PendingSync>>,
+    /// Opened data keys of recently written customers (bounded like `states`).
+    pub(crate) data_keys: Map<CustomerId, DataKey>,
 }
 
 /// The working set of one group commit.
@@ -132,6 +136,10 @@ struct Batch {
     records: Vec<([u8; 10], Vec<u8>)>,
     /// Outcomes of commands appended in this batch, for retries within the same batch.
     outcomes: Map<(CustomerId, CommandId), StoredOutcome>,
+    /// Data keys created by this batch (their wrapped form is in `write`).
+    new_keys: Map<CustomerId, DataKey>,
+    /// Customers erased by this batch (their keys are deleted in `write`).
+    erased: Vec<CustomerId>,
     now: Timestamp,
 }
 
@@ -162,6 +170,8 @@ impl Writer {
             dirty: Vec::new(),
             records: Vec::new(),
             outcomes: Map::default(),
+            new_keys: Map::default(),
+            erased: Vec::new(),
             now: self.clock.now(),
         };
         let mut verdicts = Vec::with_capacity(jobs.len());
@@ -187,6 +197,19 @@ impl Writer {
                     }
                 }
                 self.states.extend(batch.touched);
+                self.data_keys.extend(batch.new_keys);
+                if !batch.erased.is_empty() {
+                    for customer_id in &batch.erased {
+                        self.data_keys.remove(customer_id);
+                    }
+                    // The keys are deleted; make sure no live file keeps them.
+                    if let Err(error) = self.store.shred_erased_keys() {
+                        tracing::error!(%error, "flushing and compacting after an erasure failed; the deleted keys go with the next compaction");
+                    }
+                }
+                if self.data_keys.len() > self.state_cache_capacity.saturating_mul(self.partitions.len()) {
+                    self.data_keys.clear();
+                }
                 if self.states.len() > self.state_cache_capacity.saturating_mul(self.partitions.len()) {
                     // Simple bound: start over; states reload from their stored heads.
                     self.states.clear();
@@ -318,6 +341,22 @@ impl Writer {
         verdict
     }
 
+    /// The data key of `customer_id`: this batch's new one, the cached one, the stored one, or a
+    /// new one whose wrapped form joins the batch.
+    fn data_key(&self, batch: &mut Batch, customer_id: &CustomerId) -> Result<DataKey> {
+        if let Some(key) = batch.new_keys.get(customer_id).or_else(|| self.data_keys.get(customer_id)) {
+            return Ok(key.clone());
+        }
+        if let Some(key) = self.store.data_key(customer_id.as_str())? {
+            batch.new_keys.insert(customer_id.clone(), key.clone());
+            return Ok(key);
+        }
+        let (key, wrapped) = self.store.master_key()?.new_data_key(customer_id.as_str())?;
+        batch.write.put_cf(self.store.cf(CF_KEYS)?, customer_id.as_str(), wrapped);
+        batch.new_keys.insert(customer_id.clone(), key.clone());
+        Ok(key)
+    }
+
     /// Decides `request` against `head` and, when accepted, adds its records to the batch.
     fn append(
         &self,
@@ -346,7 +385,7 @@ impl Writer {
         let first_offset = chain.next_offset;
         let mut encoded = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
-            let record = RecordedEvent {
+            let mut record = RecordedEvent {
                 event_id: EventId::new_v7(),
                 customer_id: customer_id.clone(),
                 stream_version: current + 1 + index as u64,
@@ -356,7 +395,19 @@ impl Writer {
                 metadata: request.metadata.clone(),
                 event: event.clone(),
             };
-            let (value, hash) = codec::encode_record(&chain.last_hash, &record)?;
+            // Personal data never reaches the disk in clear: it is sealed with the customer's key.
+            let sealed = match take_personal_data(&mut record.event) {
+                Some(data) => {
+                    self.data_key(batch, customer_id)?.seal(customer_id.as_str(), &record.event_id, &data)?
+                }
+                None => Vec::new(),
+            };
+            if matches!(event, Event::CustomerErased {}) {
+                batch.write.delete_cf(self.store.cf(CF_KEYS)?, customer_id.as_str());
+                batch.new_keys.remove(customer_id);
+                batch.erased.push(customer_id.clone());
+            }
+            let (value, hash) = codec::encode_sealed_record(&chain.last_hash, &record, &sealed)?;
             encoded.push((record.position.offset, record.stream_version, value));
             chain.next_offset += 1;
             chain.last_hash = hash;

@@ -5,9 +5,10 @@
 use std::collections::HashSet;
 use std::pin::Pin;
 
+use covenant_auth::Scope;
 use covenant_domain::CustomerId;
 use covenant_domain::events::EVENT_TYPES;
-use covenant_log::{EventLog, LogError};
+use covenant_log::{EventLog, LogError, PersonalDataState};
 use covenant_proto::convert::{Pii, envelope};
 use covenant_proto::v1::{self, event_log_server};
 use tokio::sync::mpsc;
@@ -86,11 +87,29 @@ impl event_log_server::EventLog for EventLogApi {
         &self,
         request: Request<v1::ReadStreamRequest>,
     ) -> Result<Response<v1::ReadStreamResponse>, Status> {
+        if request.get_ref().include_personal_data {
+            covenant_auth::require(&request, Scope::PiiRead)?;
+        }
         let request = request.into_inner();
         let customer_id = CustomerId::parse_field("customer_id", &request.customer_id)
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
         let max = page_size(request.max_events)?;
         let reader = self.log.reader();
+        if request.include_personal_data {
+            let (events, stream_version) = tokio::task::spawn_blocking(move || {
+                let events = reader.read_stream_revealed(&customer_id, request.from_version.max(1), max)?;
+                Ok::<_, LogError>((events, reader.stream_version(&customer_id)?))
+            })
+            .await
+            .map_err(|_| Status::unavailable("the read was cancelled"))?
+            .map_err(|error| status::from_log(&error))?;
+            let erased = events.iter().any(|(_, state)| *state == PersonalDataState::Erased);
+            return Ok(Response::new(v1::ReadStreamResponse {
+                events: events.iter().map(|(event, _)| envelope(event, Pii::Include)).collect(),
+                stream_version,
+                personal_data_erased: erased,
+            }));
+        }
         let (events, stream_version) = tokio::task::spawn_blocking(move || {
             let events = reader.read_stream(&customer_id, request.from_version.max(1), max)?;
             Ok::<_, LogError>((events, reader.stream_version(&customer_id)?))
@@ -101,6 +120,7 @@ impl event_log_server::EventLog for EventLogApi {
         Ok(Response::new(v1::ReadStreamResponse {
             events: events.iter().map(|event| envelope(event, Pii::Redact)).collect(),
             stream_version,
+            personal_data_erased: false,
         }))
     }
 

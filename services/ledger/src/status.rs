@@ -28,6 +28,8 @@ pub fn log_code(error: &LogError) -> Code {
         LogError::CommandIdReused { .. } => Code::AlreadyExists,
         LogError::NoSuchPartition { .. } => Code::InvalidArgument,
         LogError::Corrupt { .. } | LogError::CorruptMetadata { .. } => Code::DataLoss,
+        // A key that does not open (wrong master key, tampering) or a failed random source.
+        LogError::Sealing(_) => Code::Internal,
         LogError::PartitionCountMismatch { .. } | LogError::Config(_) => Code::FailedPrecondition,
         LogError::Storage(_)
         | LogError::Io { .. }

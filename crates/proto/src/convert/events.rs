@@ -609,6 +609,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn sealing_takes_exactly_what_redaction_empties() {
+        use covenant_domain::personal::{restore_personal_data, take_personal_data};
+        for (index, event) in every_event().into_iter().enumerate() {
+            let recorded = record(index as u64, event);
+            let kind = recorded.event_type();
+            let public = RecordedEvent::try_from(envelope(&recorded, Pii::Redact)).unwrap();
+            let mut stripped = recorded.clone();
+            let taken = take_personal_data(&mut stripped.event);
+            assert_eq!(stripped, public, "{kind}: what the log stores in clear is the public event");
+            assert_eq!(
+                taken.is_some(),
+                public != recorded,
+                "{kind}: sealed exactly when there is personal data"
+            );
+            if let Some(data) = taken {
+                restore_personal_data(&mut stripped.event, data).unwrap();
+                assert_eq!(stripped, recorded, "{kind}: restoring gives the event back");
+            }
+        }
+    }
+
     fn promise_made() -> v1::EventEnvelope {
         let events = every_event();
         let index = events.iter().position(|event| event.event_type() == "promise_made").unwrap();

@@ -1,0 +1,266 @@
+//! Personal data at rest (DESIGN §7): sealed per customer, erasable by deleting one key.
+//!
+//! - Each customer gets a random 256-bit **data key** the first time one of their events holds
+//!   personal data. It is stored in the `keys` column family **wrapped** (XChaCha20-Poly1305)
+//!   under the log's **master key**, with the customer id as associated data (a wrapped key
+//!   moved to another customer does not open).
+//! - An event's personal fields ([`covenant_domain::personal`]) are taken out before the record
+//!   is encoded, and stored after it sealed with the data key (XChaCha20-Poly1305, random
+//!   192-bit nonce, the customer and event ids as associated data). What the record holds in
+//!   clear is exactly the public event.
+//! - Erasing a customer deletes their data key in the same atomic batch as the `CustomerErased`
+//!   event, then flushes and compacts so that no live file holds the wrapped key any more: the
+//!   sealed personal data can never be opened again, while the events, counts and standing stay.
+//! - The master key is a 32-byte file (owner-only) outside the database directory, so a backup
+//!   (a checkpoint of the database) never carries it. It is created with a new log; a log that
+//!   holds data keys refuses to open without it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::{Key, KeyInit, XChaCha20Poly1305, XNonce};
+use covenant_domain::EventId;
+use covenant_domain::personal::PersonalData;
+
+use crate::error::{LogError, Result};
+
+/// Bytes of a key.
+pub const KEY_LEN: usize = 32;
+/// Bytes of an XChaCha20 nonce.
+const NONCE_LEN: usize = 24;
+/// Associated-data prefix of wrapped data keys.
+const WRAP_CONTEXT: &[u8] = b"covenant/data-key/v1/";
+/// Associated-data prefix of sealed personal data.
+const SEAL_CONTEXT: &[u8] = b"covenant/personal-data/v1/";
+
+fn sealing_error(reason: impl Into<String>) -> LogError {
+    LogError::Sealing(reason.into())
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)
+        .map_err(|error| sealing_error(format!("the system's random source failed: {error}")))?;
+    Ok(bytes)
+}
+
+fn seal_with(cipher: &XChaCha20Poly1305, message: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let nonce: [u8; NONCE_LEN] = random()?;
+    let sealed = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: message, aad })
+        .map_err(|_| sealing_error("encryption failed"))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad }).ok()
+}
+
+fn aad(context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut aad = context.to_vec();
+    for part in parts {
+        // Length-prefixed, so the parts cannot be shifted into one another.
+        aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        aad.extend_from_slice(part);
+    }
+    aad
+}
+
+/// Where the master key of the log at `log_path` lives by default: `master.key` beside the
+/// database directory (not inside it, so checkpoints and `covenant restore` leave it alone).
+pub fn default_master_key_path(log_path: &Path) -> PathBuf {
+    match log_path.parent() {
+        Some(parent) => parent.join("master.key"),
+        None => PathBuf::from("master.key"),
+    }
+}
+
+/// The key that wraps every customer's data key.
+pub struct MasterKey {
+    cipher: XChaCha20Poly1305,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<secret>)")
+    }
+}
+
+impl MasterKey {
+    /// Reads the key at `path`; `None` when there is no file.
+    pub fn load(path: &Path) -> Result<Option<Self>> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(LogError::Io {
+                    action: "read the master key",
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+            LogError::Config(format!(
+                "the master key {} must be exactly {KEY_LEN} bytes, not {}",
+                path.display(),
+                bytes.len()
+            ))
+        })?;
+        Ok(Some(Self::from_bytes(&key)))
+    }
+
+    /// Makes a new random key and writes it to `path` (owner read/write only; the file must not
+    /// exist).
+    pub fn create(path: &Path) -> Result<Self> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let key: [u8; KEY_LEN] = random()?;
+        let io = |source| LogError::Io {
+            action: "create the master key",
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+        file.write_all(&key).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(Self::from_bytes(&key))
+    }
+
+    fn from_bytes(key: &[u8; KEY_LEN]) -> Self {
+        Self { cipher: XChaCha20Poly1305::new(Key::from_slice(key)) }
+    }
+
+    /// A new data key for `customer_id`, and its wrapped form to store.
+    pub(crate) fn new_data_key(&self, customer_id: &str) -> Result<(DataKey, Vec<u8>)> {
+        let key: [u8; KEY_LEN] = random()?;
+        let wrapped = seal_with(&self.cipher, &key, &aad(WRAP_CONTEXT, &[customer_id.as_bytes()]))?;
+        Ok((DataKey::from_bytes(&key), wrapped))
+    }
+
+    /// Opens a stored (wrapped) data key of `customer_id`.
+    pub(crate) fn unwrap(&self, customer_id: &str, wrapped: &[u8]) -> Result<DataKey> {
+        let key = open_with(&self.cipher, wrapped, &aad(WRAP_CONTEXT, &[customer_id.as_bytes()])).ok_or_else(|| {
+            sealing_error(format!(
+                "the data key of customer {customer_id} does not open with this master key (a wrong master key, or a tampered key)"
+            ))
+        })?;
+        let key = <[u8; KEY_LEN]>::try_from(key.as_slice()).map_err(|_| {
+            sealing_error(format!("the data key of customer {customer_id} has the wrong length"))
+        })?;
+        Ok(DataKey::from_bytes(&key))
+    }
+}
+
+/// One customer's data key.
+#[derive(Clone)]
+pub(crate) struct DataKey {
+    cipher: XChaCha20Poly1305,
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(<secret>)")
+    }
+}
+
+impl DataKey {
+    fn from_bytes(key: &[u8; KEY_LEN]) -> Self {
+        Self { cipher: XChaCha20Poly1305::new(Key::from_slice(key)) }
+    }
+
+    /// Seals the personal data of event `event_id` of `customer_id`.
+    pub(crate) fn seal(&self, customer_id: &str, event_id: &EventId, data: &PersonalData) -> Result<Vec<u8>> {
+        let plain = postcard::to_allocvec(data)
+            .map_err(|error| sealing_error(format!("encode personal data: {error}")))?;
+        seal_with(&self.cipher, &plain, &aad(SEAL_CONTEXT, &[customer_id.as_bytes(), event_id.0.as_bytes()]))
+    }
+
+    /// Opens what [`Self::seal`] sealed for the same customer and event.
+    pub(crate) fn open(&self, customer_id: &str, event_id: &EventId, sealed: &[u8]) -> Result<PersonalData> {
+        let plain = open_with(
+            &self.cipher,
+            sealed,
+            &aad(SEAL_CONTEXT, &[customer_id.as_bytes(), event_id.0.as_bytes()]),
+        )
+        .ok_or_else(|| {
+            sealing_error(format!(
+                "the personal data of event {event_id} does not open with its customer's key"
+            ))
+        })?;
+        postcard::from_bytes(&plain)
+            .map_err(|error| sealing_error(format!("decode personal data of event {event_id}: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use covenant_domain::Text;
+
+    use super::*;
+
+    fn data() -> PersonalData {
+        PersonalData {
+            texts: vec![Text::new("name", "Grace Hopper", 256).unwrap()],
+            contact_points: vec![vec![]],
+        }
+    }
+
+    #[test]
+    fn sealed_data_opens_only_with_its_key_customer_and_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::create(&dir.path().join("master.key")).unwrap();
+        let (key, wrapped) = master.new_data_key("c-1").unwrap();
+        let event = EventId::new_v7();
+        let sealed = key.seal("c-1", &event, &data()).unwrap();
+        assert!(!sealed.windows(12).any(|window| window == b"Grace Hopper"), "sealed, not in clear");
+        assert_eq!(key.open("c-1", &event, &sealed).unwrap(), data());
+        assert!(key.open("c-2", &event, &sealed).is_err(), "another customer's event");
+        assert!(key.open("c-1", &EventId::new_v7(), &sealed).is_err(), "another event");
+        let mut flipped = sealed.clone();
+        flipped[30] ^= 1;
+        assert!(key.open("c-1", &event, &flipped).is_err(), "tampered");
+        assert!(key.open("c-1", &event, &sealed[..10]).is_err(), "truncated");
+        // The wrapped key opens for its customer under this master key only.
+        let unwrapped = master.unwrap("c-1", &wrapped).unwrap();
+        assert_eq!(unwrapped.open("c-1", &event, &sealed).unwrap(), data());
+        assert!(master.unwrap("c-2", &wrapped).is_err());
+        let other = MasterKey::create(&dir.path().join("other.key")).unwrap();
+        assert!(other.unwrap("c-1", &wrapped).is_err());
+        let (another, _) = master.new_data_key("c-1").unwrap();
+        assert!(another.open("c-1", &event, &sealed).is_err(), "a new key for the same customer");
+    }
+
+    #[test]
+    fn the_master_key_file_is_owner_only_exact_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/master.key");
+        assert!(MasterKey::load(&path).unwrap().is_none());
+        let master = MasterKey::create(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(MasterKey::create(&path).is_err(), "an existing key is never replaced");
+        let (key, wrapped) = master.new_data_key("c").unwrap();
+        let event = EventId::new_v7();
+        let sealed = key.seal("c", &event, &data()).unwrap();
+        let loaded = MasterKey::load(&path).unwrap().unwrap();
+        assert_eq!(loaded.unwrap("c", &wrapped).unwrap().open("c", &event, &sealed).unwrap(), data());
+        assert!(!format!("{loaded:?} {key:?}").contains(|c: char| c.is_ascii_digit()));
+        std::fs::write(dir.path().join("short.key"), [1u8; 16]).unwrap();
+        let short = MasterKey::load(&dir.path().join("short.key")).unwrap_err();
+        assert!(short.to_string().contains("exactly 32 bytes"), "{short}");
+        assert_eq!(default_master_key_path(Path::new("data/log")), Path::new("data/master.key"));
+    }
+}
