@@ -26,7 +26,7 @@ impl ServiceProcess {
     /// the others test something else) and waits until it prints `<name> listening on <addr>`.
     pub fn start_service<S: AsRef<std::ffi::OsStr>>(binary: &Path, name: &str, args: &[S]) -> Result<Self> {
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
-        Self::spawn(binary, name, args, Stdio::inherit(), &level)
+        Self::spawn(binary, name, args, Stdio::inherit(), &level, &[])
     }
 
     /// [`Self::start_service`] with the service's log (stderr) going to `stderr`, at `debug`
@@ -37,7 +37,19 @@ impl ServiceProcess {
         args: &[S],
         stderr: Stdio,
     ) -> Result<Self> {
-        Self::spawn(binary, name, args, stderr, "debug")
+        Self::spawn(binary, name, args, stderr, "debug", &[])
+    }
+
+    /// [`Self::start_service_logging`] with more environment variables (secrets an operator
+    /// passes through the environment rather than the command line).
+    pub fn start_service_logging_with_env<S: AsRef<std::ffi::OsStr>>(
+        binary: &Path,
+        name: &str,
+        args: &[S],
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        Self::spawn(binary, name, args, stderr, "debug", env)
     }
 
     fn spawn<S: AsRef<std::ffi::OsStr>>(
@@ -46,6 +58,7 @@ impl ServiceProcess {
         args: &[S],
         stderr: Stdio,
         log_level: &str,
+        env: &[(&str, &str)],
     ) -> Result<Self> {
         let authenticated = args.iter().any(|arg| arg.as_ref() == "--auth-tokens");
         let mut child = Command::new(binary)
@@ -53,6 +66,7 @@ impl ServiceProcess {
             .args(["--grpc-addr", "127.0.0.1:0"])
             .args((!authenticated).then_some("--insecure-no-auth"))
             .env("RUST_LOG", log_level)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -12,16 +12,21 @@
 //!   finer scopes some calls need ([`require`]).
 //! - [`BearerToken`] is the client side: it adds the header to every call.
 //!
+//! - [`ServerTls`] / [`ClientTls`]: TLS for the same APIs (rustls), when certificates are
+//!   configured.
+//!
 //! Neither the token nor its hash is ever logged or put in an error message.
 
 mod client;
 mod scope;
 mod server;
+mod tls;
 mod tokens;
 
 pub use client::{AuthChannel, BearerToken, ClientToken};
 pub use scope::{Scope, ScopeSet};
 pub use server::{AuthArgs, AuthMode, Authorize, Principal, require};
+pub use tls::{ClientTls, ServerTls, TlsArgs, grpc_server};
 pub use tokens::{Authenticator, GeneratedToken, TokenFile, TokenRecord, generate_token};
 
 /// Why a call or a token file was refused.
@@ -37,6 +42,8 @@ pub enum AuthError {
     Forbidden { name: String, required: Scope },
     #[error("token file {path}: {reason}")]
     TokenFile { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
     #[error("unknown scope `{0}` (expected events:write, standing:read, log:read, pii:read or admin)")]
     UnknownScope(String),
     #[error("the system's random source failed: {0}")]
@@ -50,9 +57,10 @@ impl From<AuthError> for tonic::Status {
                 tonic::Status::unauthenticated(error.to_string())
             }
             AuthError::Forbidden { .. } => tonic::Status::permission_denied(error.to_string()),
-            AuthError::TokenFile { .. } | AuthError::UnknownScope(_) | AuthError::Random(_) => {
-                tonic::Status::internal(error.to_string())
-            }
+            AuthError::TokenFile { .. }
+            | AuthError::File { .. }
+            | AuthError::UnknownScope(_)
+            | AuthError::Random(_) => tonic::Status::internal(error.to_string()),
         }
     }
 }

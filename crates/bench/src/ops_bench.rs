@@ -181,6 +181,8 @@ async fn start_ledger(log_dir: &Path, nats_url: &str) -> Result<covenant_ledger:
         relay: RelayConfig::default(),
         metrics_addr: None,
         auth: crate::auth::mode()?,
+        tls: None,
+        nats_security: Default::default(),
     })
     .await
 }

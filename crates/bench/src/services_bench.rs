@@ -126,6 +126,8 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         relay: RelayConfig::default(),
         metrics_addr: None,
         auth: crate::auth::mode()?,
+        tls: None,
+        nats_security: Default::default(),
     })
     .await?;
     let ledger_url = format!("http://{}", ledger.grpc_addr);

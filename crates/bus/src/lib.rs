@@ -14,3 +14,4 @@ pub use consumer::{Consumer, ConsumerConfig, EventSink, SinkError};
 pub use error::BusError;
 pub use relay::{Relay, RelayConfig};
 pub use server::NatsServer;
+pub use stream::{NatsArgs, NatsSecurity, connect_with};

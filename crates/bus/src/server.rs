@@ -24,6 +24,8 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     starts: u32,
+    /// More options for every start (TLS, users).
+    extra_args: Vec<String>,
 }
 
 impl NatsServer {
@@ -52,8 +54,19 @@ impl NatsServer {
 
     /// Starts a server with JetStream on a free loopback port, storing under `dir`.
     pub fn start(dir: &Path) -> Result<Self, BusError> {
-        let mut server =
-            Self { binary: Self::binary()?, dir: dir.to_owned(), child: None, port: 0, starts: 0 };
+        Self::start_with(dir, Vec::new())
+    }
+
+    /// [`Self::start`] with more command-line options (TLS, users), kept for restarts.
+    pub fn start_with(dir: &Path, extra_args: Vec<String>) -> Result<Self, BusError> {
+        let mut server = Self {
+            binary: Self::binary()?,
+            dir: dir.to_owned(),
+            child: None,
+            port: 0,
+            starts: 0,
+            extra_args,
+        };
         server.spawn(None)?;
         Ok(server)
     }
@@ -127,6 +140,7 @@ impl NatsServer {
             .arg(&store)
             .arg("-l")
             .arg(&log_path)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -164,6 +164,8 @@ async fn start_services(
         relay: RelayConfig::default(),
         metrics_addr: Some(args.metrics_addr),
         auth: auth.clone(),
+        tls: None,
+        nats_security: Default::default(),
     })
     .await?;
     let partitions = ledger.partitions;

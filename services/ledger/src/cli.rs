@@ -36,6 +36,10 @@ struct Args {
     nats_url: String,
     #[command(flatten)]
     auth: AuthArgs,
+    #[command(flatten)]
+    tls: covenant_auth::TlsArgs,
+    #[command(flatten)]
+    nats: covenant_bus::NatsArgs,
 }
 
 fn parse_durability(value: &str) -> Result<Durability, String> {
@@ -65,6 +69,8 @@ async fn run() -> Result<()> {
         relay: RelayConfig::default(),
         metrics_addr: args.metrics_addr.0,
         auth,
+        tls: args.tls.server()?,
+        nats_security: args.nats.security(),
     })
     .await?;
     // One machine-readable line for scripts and tests.

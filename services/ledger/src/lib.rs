@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use covenant_auth::{AuthMode, Scope};
-use covenant_bus::stream::connect;
+use covenant_auth::{AuthMode, Scope, ServerTls};
+use covenant_bus::{NatsSecurity, connect_with};
 use covenant_bus::{Relay, RelayConfig};
 use covenant_log::{Durability, EventLog, LogConfig};
 use covenant_proto::v1::event_log_server::EventLogServer;
@@ -47,6 +47,10 @@ pub struct LedgerConfig {
     /// Who may call: `Ledger` needs `events:write` (erasure also `admin`), `EventLog` needs
     /// `log:read` (personal data also `pii:read`), reflection any token; health is open.
     pub auth: AuthMode,
+    /// Serve gRPC over TLS with this identity; `None`: plaintext.
+    pub tls: Option<ServerTls>,
+    /// Credentials and TLS for NATS.
+    pub nats_security: NatsSecurity,
 }
 
 /// A started ledger: where it listens, and how to stop it.
@@ -83,7 +87,7 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
         .await
         .with_context(|| format!("open the event log in {}", config.data_dir.display()))?;
     let partitions = log.partition_count();
-    let client = connect(&config.nats_url, "covenant-ledger", false).await?;
+    let client = connect_with(&config.nats_url, "covenant-ledger", false, &config.nats_security).await?;
     let relay = Arc::new(Relay::start(log.clone(), client.clone(), config.relay.clone()).await?);
     log.attach_replication(Arc::clone(&relay) as Arc<dyn covenant_log::ReplicationWaiter>);
 
@@ -109,7 +113,8 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
     config.auth.log("ledger");
 
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
-    let router = tonic::transport::Server::builder()
+    let router = covenant_auth::grpc_server(config.tls.as_ref())
+        .context("configure gRPC TLS")?
         .add_service(health)
         .add_service(InterceptedService::new(reflection, config.auth.any_token()))
         .add_service(LedgerServer::with_interceptor(ledger, config.auth.authorize(Scope::EventsWrite)))

@@ -35,6 +35,10 @@ struct Args {
     band_sweep_secs: u64,
     #[command(flatten)]
     auth: covenant_auth::AuthArgs,
+    #[command(flatten)]
+    tls: covenant_auth::TlsArgs,
+    #[command(flatten)]
+    nats: covenant_bus::NatsArgs,
 }
 
 /// Parses the arguments and runs standing until SIGINT or SIGTERM.
@@ -50,6 +54,8 @@ async fn run() -> Result<()> {
     config.grpc_addr = args.grpc_addr;
     config.metrics_addr = args.metrics_addr.0;
     config.auth = args.auth.mode()?;
+    config.tls = args.tls.server()?;
+    config.nats_security = args.nats.security();
     config.bands.sweep_every = std::time::Duration::from_secs(args.band_sweep_secs);
     let mut standing = start(config).await?;
     // One machine-readable line for scripts and tests.

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use covenant_auth::{AuthMode, Scope};
-use covenant_bus::stream::connect;
+use covenant_auth::{AuthMode, Scope, ServerTls};
 use covenant_bus::{Consumer, ConsumerConfig};
+use covenant_bus::{NatsSecurity, connect_with};
 use covenant_domain::deadlines::SlaPolicy;
 use covenant_domain::loyalty::LoyaltyParams;
 use covenant_domain::trust::TrustParams;
@@ -51,6 +51,10 @@ pub struct StandingConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Who may call (DESIGN §7): set it; [`Self::new`] leaves authentication off.
     pub auth: AuthMode,
+    /// Serve gRPC over TLS with this identity; `None`: plaintext.
+    pub tls: Option<ServerTls>,
+    /// Credentials and TLS for NATS.
+    pub nats_security: NatsSecurity,
     pub trust: TrustParams,
     pub loyalty: LoyaltyParams,
     pub sla: SlaPolicy,
@@ -67,6 +71,8 @@ impl StandingConfig {
             nats_url: nats_url.into(),
             metrics_addr: None,
             auth: AuthMode::Off,
+            tls: None,
+            nats_security: NatsSecurity::default(),
             trust: TrustParams::default(),
             loyalty: LoyaltyParams::default(),
             sla: SlaPolicy::default(),
@@ -115,7 +121,7 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
     if let Some(addr) = config.metrics_addr {
         covenant_runtime::install_exporter(addr)?;
     }
-    let client = connect(&config.nats_url, "covenant-standing", false).await?;
+    let client = connect_with(&config.nats_url, "covenant-standing", false, &config.nats_security).await?;
     let consumer = Arc::new(
         Consumer::start(
             client.clone(),
@@ -153,7 +159,8 @@ pub async fn start(config: StandingConfig) -> anyhow::Result<RunningStanding> {
     tracing::info!(%grpc_addr, nats = %config.nats_url, partitions = config.partitions, "standing listening");
     config.auth.log("standing");
 
-    let router = tonic::transport::Server::builder()
+    let router = covenant_auth::grpc_server(config.tls.as_ref())
+        .context("configure gRPC TLS")?
         .add_service(health)
         .add_service(InterceptedService::new(reflection, config.auth.any_token()))
         .add_service(StandingServer::with_interceptor(api, config.auth.authorize(Scope::StandingRead)));

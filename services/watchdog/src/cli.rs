@@ -45,6 +45,10 @@ struct Args {
     sla_vip_factor: Option<f64>,
     #[command(flatten)]
     auth: covenant_auth::AuthArgs,
+    #[command(flatten)]
+    tls: covenant_auth::TlsArgs,
+    #[command(flatten)]
+    nats: covenant_bus::NatsArgs,
 }
 
 /// Four SLA targets, by priority.
@@ -113,6 +117,8 @@ async fn run() -> Result<()> {
         policy,
         scheduler: SchedulerConfig::default(),
         auth: args.auth.mode()?,
+        tls: args.tls.server()?,
+        nats_security: args.nats.security(),
     })
     .await?;
     // One machine-readable line for scripts and tests.

@@ -32,9 +32,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
-use covenant_auth::AuthMode;
-use covenant_bus::stream::connect;
+use covenant_auth::{AuthMode, ServerTls};
 use covenant_bus::{Consumer, ConsumerConfig};
+use covenant_bus::{NatsSecurity, connect_with};
 pub use covenant_domain::deadlines::SlaPolicy;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -62,6 +62,10 @@ pub struct WatchdogConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Who may call (DESIGN §7): set it; [`Self::new`] leaves authentication off.
     pub auth: AuthMode,
+    /// Serve gRPC over TLS with this identity; `None`: plaintext.
+    pub tls: Option<ServerTls>,
+    /// Credentials and TLS for NATS.
+    pub nats_security: NatsSecurity,
     /// SLA targets of complaint clocks.
     pub policy: SlaPolicy,
     pub scheduler: SchedulerConfig,
@@ -78,6 +82,8 @@ impl WatchdogConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_addr: None,
             auth: AuthMode::Off,
+            tls: None,
+            nats_security: NatsSecurity::default(),
             policy: SlaPolicy::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -121,7 +127,7 @@ pub async fn start(config: WatchdogConfig) -> anyhow::Result<RunningWatchdog> {
             .with_context(|| format!("open the deadline store in {}", config.data_dir.display()))?
     };
     let store = Arc::new(store);
-    let client = connect(&config.nats_url, "covenant-watchdog", false).await?;
+    let client = connect_with(&config.nats_url, "covenant-watchdog", false, &config.nats_security).await?;
     let consumer = Consumer::start(
         client.clone(),
         Arc::clone(&store),
@@ -151,7 +157,8 @@ pub async fn start(config: WatchdogConfig) -> anyhow::Result<RunningWatchdog> {
         .build_v1()
         .context("build gRPC reflection")?;
     let (listener, grpc_addr) = covenant_runtime::bind(config.grpc_addr).await?;
-    let router = tonic::transport::Server::builder()
+    let router = covenant_auth::grpc_server(config.tls.as_ref())
+        .context("configure gRPC TLS")?
         .add_service(health)
         .add_service(InterceptedService::new(reflection, config.auth.any_token()));
     let grpc = covenant_runtime::spawn_grpc(router, listener, stop.clone());

@@ -37,6 +37,8 @@ async fn start_ledger(dir: &Path, nats: &NatsServer) -> RunningLedger {
         relay: RelayConfig::default(),
         metrics_addr: None,
         auth: covenant_auth::AuthMode::Off,
+        tls: None,
+        nats_security: Default::default(),
     })
     .await
     .unwrap()
