@@ -24,16 +24,24 @@ demo *args:
     cargo build {{cargo_flags}} --bins
     target/debug/covenant demo {{args}}
 
-# Format check, clippy with -D warnings, then the whole test suite.
+# Format check, clippy with -D warnings, the whole test suite, then a 60-second soak alone.
 test: setup
     cargo fmt --all -- --check
     cargo clippy {{cargo_flags}} --all-targets -- -D warnings
     export NATS_SERVER_BIN="$(scripts/nats-server-path.sh)" COVENANT_PYTHON="$PWD/target/python-examples/bin/python"; \
     if cargo nextest --version >/dev/null 2>&1; then \
-        cargo nextest run {{cargo_flags}} --no-fail-fast; \
+        cargo nextest run {{cargo_flags}} --no-fail-fast -E 'not binary(soak)'; \
+        COVENANT_SOAK_SECS=60 cargo nextest run {{cargo_flags}} -E 'binary(soak)' --no-capture; \
     else \
-        cargo test {{cargo_flags}} --no-fail-fast; \
+        COVENANT_SOAK_SECS=60 cargo test {{cargo_flags}} --no-fail-fast; \
     fi
+
+# The soak: the services under steady load at half their measured capacity for `secs` seconds
+# (default 600), checking rate, memory growth, p99 stability and a clean verify at the end.
+# `just test` runs a 60-second one.
+soak secs="600": setup
+    export NATS_SERVER_BIN="$(scripts/nats-server-path.sh)"; \
+    COVENANT_SOAK_SECS={{secs}} cargo nextest run {{cargo_flags}} -E 'binary(soak)' --no-capture
 
 # Format the code.
 fmt:

@@ -183,6 +183,7 @@ async fn start_ledger(log_dir: &Path, nats_url: &str) -> Result<covenant_ledger:
         auth: crate::auth::mode()?,
         tls: None,
         nats_security: Default::default(),
+        master_key: None,
     })
     .await
 }

@@ -128,6 +128,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         auth: crate::auth::mode()?,
         tls: None,
         nats_security: Default::default(),
+        master_key: None,
     })
     .await?;
     let ledger_url = format!("http://{}", ledger.grpc_addr);

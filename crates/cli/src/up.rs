@@ -166,6 +166,7 @@ async fn start_services(
         auth: auth.clone(),
         tls: None,
         nats_security: Default::default(),
+        master_key: None,
     })
     .await?;
     let partitions = ledger.partitions;

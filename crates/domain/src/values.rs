@@ -64,9 +64,10 @@ impl Timestamp {
         Self::from_unix_millis_clamped(self.0.saturating_add(span.0))
     }
 
-    /// The signed time from `earlier` to `self`.
+    /// The signed time from `earlier` to `self` (saturating: a forged record with an absurd
+    /// date read back from disk cannot overflow it).
     pub fn since(self, earlier: Timestamp) -> Span {
-        Span(self.0 - earlier.0)
+        Span(self.0.saturating_sub(earlier.0))
     }
 }
 
@@ -272,6 +273,13 @@ impl fmt::Debug for Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_between_absurd_instants_saturate_instead_of_overflowing() {
+        // Such instants cannot be recorded, but a forged record could carry them.
+        assert_eq!(Timestamp(i64::MAX).since(Timestamp(i64::MIN)), Span(i64::MAX));
+        assert_eq!(Timestamp(i64::MIN).since(Timestamp(i64::MAX)), Span(i64::MIN));
+    }
 
     #[test]
     fn timestamps_outside_1970_to_2200_are_refused_by_name() {

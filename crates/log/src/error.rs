@@ -45,6 +45,14 @@ pub enum LogError {
     /// A filesystem operation outside RocksDB failed.
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: String, source: std::io::Error },
+    /// The disk under the log refuses writes (full, read-only, failing), or a storage failure
+    /// left a command unconfirmed. Commands are refused until a probe of the disk succeeds and the
+    /// database is reopened; nothing of a refused command is in the log unless a retry finds it
+    /// (a retry with the same command id is answered exactly once).
+    #[error(
+        "the event log cannot write to its disk at {path}: {problem}. Commands are refused until the disk accepts writes again; retrying with the same command id is safe"
+    )]
+    Unwritable { path: String, problem: String },
     /// The log is shutting down or its writer stopped.
     #[error("the event log is closed")]
     Closed,
@@ -65,6 +73,7 @@ impl LogError {
         matches!(
             self,
             LogError::Storage(_)
+                | LogError::Unwritable { .. }
                 | LogError::Io { .. }
                 | LogError::Closed
                 | LogError::ReplicationUnavailable

@@ -10,6 +10,8 @@
 //! - [`config`]: [`LogConfig`], [`Durability`].
 //! - `keys` / [`codec`]: key layouts and the versioned, hash-chained value encoding.
 //! - `store`: the RocksDB database and blocking reads.
+//! - `shared`: the database as the log shares it, reopened after disk trouble (a full or
+//!   read-only disk: commands refused with [`LogError::Unwritable`] until the disk recovers).
 //! - `writer`: the writer threads, each owning a set of partitions (decide → one `WriteBatch`
 //!   → sync → reply).
 //! - this file: [`EventLog`], the async handle; [`LogReader`], the blocking read handle;
@@ -23,6 +25,7 @@ pub mod config;
 mod error;
 mod keys;
 pub mod sealing;
+mod shared;
 mod store;
 mod writer;
 
@@ -41,6 +44,7 @@ pub use error::{LogError, Result};
 pub use store::{PartitionVerification, PersonalDataState, StreamProblem};
 
 use crate::codec::StoredOutcome;
+use crate::shared::SharedStore;
 use crate::store::Store;
 use crate::writer::{AppendJob, OwnedPartition, Writer};
 
@@ -124,7 +128,7 @@ pub trait ReplicationWaiter: Send + Sync + fmt::Debug + 'static {
 }
 
 struct Inner {
-    store: Arc<Store>,
+    shared: Arc<SharedStore>,
     /// Emptied by `close`, which ends the writers once their queues drain.
     queues: RwLock<Vec<mpsc::Sender<AppendJob>>>,
     committed: Vec<watch::Receiver<u64>>,
@@ -144,8 +148,8 @@ pub struct EventLog {
 impl fmt::Debug for EventLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventLog")
-            .field("path", &self.inner.store.path())
-            .field("partitions", &self.inner.store.partition_count())
+            .field("path", &self.inner.shared.path())
+            .field("partitions", &self.inner.shared.partition_count())
             .field("durability", &self.inner.durability)
             .finish()
     }
@@ -162,7 +166,7 @@ impl EventLog {
         if config.max_batch == 0 {
             return Err(LogError::Config("max_batch must be at least 1".into()));
         }
-        let store = Arc::new(Store::open(&config)?);
+        let store = Store::open(&config)?;
         let partitions = store.partition_count();
         let writer_count = config.writer_count().min(usize::from(partitions));
         let mut owned: Vec<Vec<OwnedPartition>> = (0..writer_count).map(|_| Vec::new()).collect();
@@ -177,6 +181,7 @@ impl EventLog {
             });
             committed.push(committed_receiver);
         }
+        let store = Arc::new(SharedStore::new(store, Some(config.clone())));
         let mut queues = Vec::with_capacity(writer_count);
         let mut writers = Vec::with_capacity(writer_count + 1);
         for (index, partitions_of_writer) in owned.into_iter().enumerate() {
@@ -205,7 +210,8 @@ impl EventLog {
             };
             let writer = Writer {
                 name: format!("log-writer-{index}"),
-                store: Arc::clone(&store),
+                shared: Arc::clone(&store),
+                generation: 0,
                 partitions: partitions_of_writer,
                 slots,
                 states: Default::default(),
@@ -215,6 +221,7 @@ impl EventLog {
                 clock: Arc::clone(&clock),
                 syncer,
                 data_keys: Default::default(),
+                shred_pending: false,
             };
             let handle = std::thread::Builder::new()
                 .name(writer.name.clone())
@@ -253,7 +260,7 @@ impl EventLog {
         );
         Ok(Self {
             inner: Arc::new(Inner {
-                store,
+                shared: store,
                 queues: RwLock::new(queues),
                 committed,
                 writers: Mutex::new(writers),
@@ -276,7 +283,7 @@ impl EventLog {
 
     /// The partition count, fixed at creation.
     pub fn partition_count(&self) -> u16 {
-        self.inner.store.partition_count()
+        self.inner.shared.partition_count()
     }
 
     /// The durability mode appends are acknowledged with.
@@ -286,7 +293,7 @@ impl EventLog {
 
     /// The database directory.
     pub fn path(&self) -> &Path {
-        self.inner.store.path()
+        self.inner.shared.path()
     }
 
     /// Attaches the replication layer that `replicated` durability waits for. Only the first
@@ -329,12 +336,12 @@ impl EventLog {
 
     /// A blocking read handle sharing this log's database.
     pub fn reader(&self) -> LogReader {
-        LogReader { store: Arc::clone(&self.inner.store) }
+        LogReader { shared: Arc::clone(&self.inner.shared) }
     }
 
     /// The next offset to be committed in `partition`, as a watch that changes on each commit.
     pub fn committed(&self, partition: u16) -> Result<watch::Receiver<u64>> {
-        self.inner.store.check_partition(partition)?;
+        self.inner.shared.check_partition(partition)?;
         Ok(self.inner.committed[usize::from(partition)].clone())
     }
 
@@ -390,14 +397,14 @@ impl EventLog {
     pub async fn cursor(&self, name: &str) -> Result<Option<u64>> {
         let reader = self.reader();
         let name = name.to_owned();
-        blocking(move || reader.store.cursor(&name)).await
+        blocking(move || reader.shared.current()?.cursor(&name)).await
     }
 
     /// Stores a named cursor (see [`EventLog::cursor`]).
     pub async fn set_cursor(&self, name: &str, value: u64) -> Result<()> {
         let reader = self.reader();
         let name = name.to_owned();
-        blocking(move || reader.store.set_cursor(&name, value)).await
+        blocking(move || reader.shared.current()?.set_cursor(&name, value)).await
     }
 
     /// Walks every partition's hash chain.
@@ -418,7 +425,7 @@ impl EventLog {
     /// again. Returns how many were deleted.
     pub async fn purge_command_outcomes(&self, cutoff: Timestamp) -> Result<u64> {
         let reader = self.reader();
-        blocking(move || reader.store.purge_command_outcomes(cutoff)).await
+        blocking(move || reader.shared.current()?.purge_command_outcomes(cutoff)).await
     }
 
     /// Stops the writers after the commands already queued, and waits for them. Appends through
@@ -464,7 +471,7 @@ impl Drop for Inner {
 /// Starts the thread that deletes command outcomes older than `retention`, every tenth of the
 /// retention (between a minute and an hour). It stops as soon as `stop`'s sender is dropped.
 fn spawn_retention(
-    store: Arc<Store>,
+    store: Arc<SharedStore>,
     retention: covenant_domain::Span,
     clock: Arc<dyn Clock>,
     stop: std::sync::mpsc::Receiver<()>,
@@ -477,7 +484,7 @@ fn spawn_retention(
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(period) {
                 let cutoff =
                     Timestamp::from_unix_millis_clamped(clock.now().unix_millis() - retention.millis());
-                match store.purge_command_outcomes(cutoff) {
+                match store.current().and_then(|store| store.purge_command_outcomes(cutoff)) {
                     Ok(purged) => tracing::debug!(purged, "expired command outcomes deleted"),
                     Err(error) => tracing::warn!(%error, "could not delete expired command outcomes"),
                 }
@@ -502,7 +509,7 @@ fn command_fingerprint(command: &Command) -> Result<u128> {
 /// A blocking read handle: for threads that may block (CLI tools, `spawn_blocking`, tests).
 #[derive(Debug, Clone)]
 pub struct LogReader {
-    store: Arc<Store>,
+    shared: Arc<SharedStore>,
 }
 
 impl LogReader {
@@ -510,12 +517,12 @@ impl LogReader {
     /// audit, export, benchmarks) can read beside a running ledger. The reader sees the log as
     /// it was when opened. Blocking.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self { store: Arc::new(Store::open_read_only(path.as_ref())?) })
+        Ok(Self { shared: Arc::new(SharedStore::new(Store::open_read_only(path.as_ref())?, None)) })
     }
 
     /// The partition count.
     pub fn partition_count(&self) -> u16 {
-        self.store.partition_count()
+        self.shared.partition_count()
     }
 
     /// Up to `max` events of a customer's stream from `from_version` (1-based) on.
@@ -525,7 +532,7 @@ impl LogReader {
         from_version: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>> {
-        self.store.read_stream(customer_id, from_version, max)
+        self.shared.current()?.read_stream(customer_id, from_version, max)
     }
 
     /// [`Self::read_stream`] with personal data opened where the customer's key and the log's
@@ -536,17 +543,17 @@ impl LogReader {
         from_version: u64,
         max: usize,
     ) -> Result<Vec<(RecordedEvent, PersonalDataState)>> {
-        self.store.read_stream_revealed(customer_id, from_version, max)
+        self.shared.current()?.read_stream_revealed(customer_id, from_version, max)
     }
 
     /// The customer's stream version now (0 when they have no events).
     pub fn stream_version(&self, customer_id: &CustomerId) -> Result<u64> {
-        Ok(self.store.stream_head(customer_id)?.map_or(0, |head| head.state.version))
+        Ok(self.shared.current()?.stream_head(customer_id)?.map_or(0, |head| head.state.version))
     }
 
     /// Up to `max` records of `partition` from `from_offset` on.
     pub fn read_partition(&self, partition: u16, from_offset: u64, max: usize) -> Result<Vec<RecordedEvent>> {
-        self.store.read_partition(partition, from_offset, max)
+        self.shared.current()?.read_partition(partition, from_offset, max)
     }
 
     /// Visits up to `max` decoded records of `partition` from `from_offset` on without
@@ -558,7 +565,7 @@ impl LogReader {
         max: usize,
         mut visit: impl FnMut(RecordedEvent),
     ) -> Result<usize> {
-        self.store.scan_partition(partition, from_offset, max, |position, value| {
+        self.shared.current()?.scan_partition(partition, from_offset, max, |position, value| {
             visit(codec::decode_record(position, value)?);
             Ok(())
         })
@@ -575,7 +582,7 @@ impl LogReader {
         max: usize,
         mut visit: impl FnMut(covenant_domain::views::RecordedEventView<'_>),
     ) -> Result<usize> {
-        self.store.scan_partition(partition, from_offset, max, |position, value| {
+        self.shared.current()?.scan_partition(partition, from_offset, max, |position, value| {
             visit(codec::decode_view(position, value)?);
             Ok(())
         })
@@ -591,7 +598,7 @@ impl LogReader {
         max: usize,
         mut visit: impl FnMut(codec::RecordView<'_>),
     ) -> Result<usize> {
-        self.store.scan_partition(partition, from_offset, max, |position, value| {
+        self.shared.current()?.scan_partition(partition, from_offset, max, |position, value| {
             visit(codec::RecordView::parse(position, value)?);
             Ok(())
         })
@@ -599,24 +606,25 @@ impl LogReader {
 
     /// The next offset to be written in `partition` (its record count).
     pub fn partition_end(&self, partition: u16) -> Result<u64> {
-        self.store.check_partition(partition)?;
-        Ok(self.store.chain_head(partition)?.next_offset)
+        self.shared.check_partition(partition)?;
+        Ok(self.shared.current()?.chain_head(partition)?.next_offset)
     }
 
     /// Walks every partition's hash chain and reports the first bad record of each.
     pub fn verify(&self) -> Result<Vec<PartitionVerification>> {
-        (0..self.store.partition_count()).map(|partition| self.store.verify_partition(partition)).collect()
+        let store = self.shared.current()?;
+        (0..store.partition_count()).map(|partition| store.verify_partition(partition)).collect()
     }
 
     /// Checks the stream index and the stream heads against the events (see
     /// `Store::verify_streams`): the first inconsistency, and how many customers were checked.
     pub fn verify_streams(&self) -> Result<(Option<StreamProblem>, u64)> {
-        self.store.verify_streams()
+        self.shared.current()?.verify_streams()
     }
 
     /// Writes a consistent online backup to `destination` (a new directory).
     pub fn backup(&self, destination: &Path) -> Result<()> {
-        self.store.checkpoint(destination)
+        self.shared.current()?.checkpoint(destination)
     }
 }
 

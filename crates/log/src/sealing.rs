@@ -18,7 +18,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, Payload};
 use chacha20poly1305::{Key, KeyInit, XChaCha20Poly1305, XNonce};
 use covenant_domain::EventId;
 use covenant_domain::personal::PersonalData;
@@ -45,8 +45,29 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(bytes)
 }
 
+/// A nonce never used before in this process: 16 random bytes drawn once per process, then a
+/// 64-bit counter. (Random 192-bit nonces would do as well; this saves a system call per sealed
+/// event. A (key, nonce) pair cannot repeat: the prefix is new in every process and the counter
+/// never wraps in practice.)
+fn next_nonce() -> Result<[u8; NONCE_LEN]> {
+    static PREFIX: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = match PREFIX.get() {
+        Some(prefix) => *prefix,
+        None => {
+            let drawn: [u8; 16] = random()?;
+            *PREFIX.get_or_init(|| drawn)
+        }
+    };
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..16].copy_from_slice(&prefix);
+    nonce[16..].copy_from_slice(&count.to_be_bytes());
+    Ok(nonce)
+}
+
 fn seal_with(cipher: &XChaCha20Poly1305, message: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-    let nonce: [u8; NONCE_LEN] = random()?;
+    let nonce = next_nonce()?;
     let sealed = cipher
         .encrypt(XNonce::from_slice(&nonce), Payload { msg: message, aad })
         .map_err(|_| sealing_error("encryption failed"))?;
@@ -183,9 +204,19 @@ impl DataKey {
 
     /// Seals the personal data of event `event_id` of `customer_id`.
     pub(crate) fn seal(&self, customer_id: &str, event_id: &EventId, data: &PersonalData) -> Result<Vec<u8>> {
-        let plain = postcard::to_allocvec(data)
+        // One buffer: nonce ‖ plaintext, encrypted in place, then the tag.
+        let nonce = next_nonce()?;
+        let mut out = Vec::with_capacity(NONCE_LEN + 96);
+        out.extend_from_slice(&nonce);
+        let mut out = postcard::to_extend(data, out)
             .map_err(|error| sealing_error(format!("encode personal data: {error}")))?;
-        seal_with(&self.cipher, &plain, &aad(SEAL_CONTEXT, &[customer_id.as_bytes(), event_id.0.as_bytes()]))
+        let aad = aad(SEAL_CONTEXT, &[customer_id.as_bytes(), event_id.0.as_bytes()]);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut out[NONCE_LEN..])
+            .map_err(|_| sealing_error("encryption failed"))?;
+        out.extend_from_slice(&tag);
+        Ok(out)
     }
 
     /// Opens what [`Self::seal`] sealed for the same customer and event.
@@ -241,6 +272,13 @@ mod tests {
         assert!(other.unwrap("c-1", &wrapped).is_err());
         let (another, _) = master.new_data_key("c-1").unwrap();
         assert!(another.open("c-1", &event, &sealed).is_err(), "a new key for the same customer");
+    }
+
+    #[test]
+    fn nonces_never_repeat() {
+        let nonces: std::collections::HashSet<[u8; NONCE_LEN]> =
+            (0..10_000).map(|_| next_nonce().unwrap()).collect();
+        assert_eq!(nonces.len(), 10_000);
     }
 
     #[test]

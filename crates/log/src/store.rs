@@ -19,6 +19,9 @@ use crate::keys::{
 };
 use crate::sealing::{DataKey, MasterKey};
 
+/// Most memory the log's memtables take together.
+pub(crate) const LOG_MEMTABLE_BUDGET: usize = 128 << 20;
+
 /// Format of the log as a whole; bumped only for changes old code cannot read.
 const LOG_FORMAT: u8 = 1;
 
@@ -30,6 +33,11 @@ pub(crate) struct Store {
     partition_count: u16,
     /// Wraps the customers' data keys; `None` only for a read-only store opened without it.
     master_key: Option<MasterKey>,
+    /// How many times the log's database was reopened before this one (see `crate::shared`):
+    /// writers reload their chain heads and caches when it changes.
+    generation: u64,
+    /// False for a read-only database (a tool's reader, or the stand-in while a reopen failed).
+    writable: bool,
 }
 
 /// What became of an event's personal data on a read that asked for it.
@@ -139,13 +147,23 @@ impl Store {
         options.increase_parallelism(2);
         options.set_max_background_jobs(2);
         options.set_keep_log_file_num(4);
+        // Memtables of all column families together stay under this (flushing earlier), so the
+        // ledger's memory is bounded whatever the write mix (the soak checks it).
+        options.set_db_write_buffer_size(LOG_MEMTABLE_BUDGET);
         // Hash-bucketed memtables (see `customer_keyed_options`) need inserts from one thread
         // at a time; each writer thread writes its group commits whole anyway.
         options.set_allow_concurrent_memtable_write(false);
         let descriptors =
             COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
         let db = DB::open_cf_descriptors(&options, &config.path, descriptors)?;
-        let mut store = Store { db, path: config.path.clone(), partition_count: 0, master_key: None };
+        let mut store = Store {
+            db,
+            path: config.path.clone(),
+            partition_count: 0,
+            master_key: None,
+            generation: 0,
+            writable: true,
+        };
         store.partition_count = store.check_meta(config.partitions)?;
         let key_path = config.master_key_path();
         store.master_key = Some(match MasterKey::load(&key_path)? {
@@ -168,6 +186,11 @@ impl Store {
     /// Opens an existing log read-only: no writer, no lock taken, so it works beside a running
     /// writer process. It sees the log as it was when opened (RocksDB read-only semantics).
     pub(crate) fn open_read_only(path: &Path) -> Result<Self> {
+        Self::open_read_only_with_key(path, &crate::sealing::default_master_key_path(path))
+    }
+
+    /// [`Self::open_read_only`] with the master key at `key_path`.
+    pub(crate) fn open_read_only_with_key(path: &Path, key_path: &Path) -> Result<Self> {
         if !path.join("CURRENT").exists() {
             return Err(LogError::Config(format!("no event log at {}", path.display())));
         }
@@ -176,8 +199,15 @@ impl Store {
         let mut options = Options::default();
         options.set_allow_concurrent_memtable_write(false);
         let db = DB::open_cf_descriptors_read_only(&options, path, descriptors, false)?;
-        let master_key = MasterKey::load(&crate::sealing::default_master_key_path(path))?;
-        let mut store = Store { db, path: path.to_path_buf(), partition_count: 0, master_key };
+        let master_key = MasterKey::load(key_path)?;
+        let mut store = Store {
+            db,
+            path: path.to_path_buf(),
+            partition_count: 0,
+            master_key,
+            generation: 0,
+            writable: false,
+        };
         let meta = store.cf(CF_META)?;
         let stored = store.db.get_cf(meta, keys::META_PARTITION_COUNT)?.ok_or_else(|| {
             LogError::CorruptMetadata { what: "meta partition_count".into(), reason: "missing".into() }
@@ -240,6 +270,32 @@ impl Store {
 
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// See the field.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
+    /// False for a read-only database.
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Flushes every column family's memtable to table files and fsyncs the WAL: afterwards
+    /// everything this database holds is on disk, whatever the WAL it was recovered from.
+    pub(crate) fn flush_all(&self) -> Result<()> {
+        let families: Vec<&ColumnFamily> =
+            COLUMN_FAMILIES.iter().map(|name| self.cf(name)).collect::<Result<_>>()?;
+        let mut flush = rocksdb::FlushOptions::default();
+        flush.set_wait(true);
+        self.db.flush_cfs_opt(&families, &flush)?;
+        self.db.flush_wal(true)?;
+        Ok(())
     }
 
     /// The master key (always there for a writable store).

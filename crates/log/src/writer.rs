@@ -7,6 +7,11 @@
 //! then answers the callers. A failed write answers every appending caller with the error and
 //! leaves the chain heads and the cached states as they were before the batch.
 //!
+//! A failed write, sync or flush also puts the log in *disk trouble* (`crate::shared`): the
+//! writers refuse every command without deciding it until a probe finds the disk writable and
+//! the database is reopened; a writer then reloads its chain heads from the reopened database and
+//! forgets its cached stream heads and data keys before deciding anything again.
+//!
 //! Each partition belongs to exactly one writer, so its offsets and hash chain advance in one
 //! place; one batch may carry records of several partitions (see docs/ARCHITECTURE.md for why
 //! fewer writers than partitions is faster on few cores).
@@ -29,6 +34,7 @@ use crate::config::Durability;
 use crate::error::{LogError, Result};
 use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_STREAM_INDEX, CF_STREAMS};
 use crate::sealing::DataKey;
+use crate::shared::SharedStore;
 use crate::store::{ChainHead, Store};
 use crate::{AppendOutcome, AppendRequest, Clock};
 
@@ -60,12 +66,30 @@ pub(crate) struct OwnedPartition {
 fn copy_error(error: &LogError) -> LogError {
     match error {
         LogError::Storage(storage) => LogError::Storage(storage.clone()),
+        LogError::Unwritable { path, problem } => {
+            LogError::Unwritable { path: path.clone(), problem: problem.clone() }
+        }
+        LogError::Closed => LogError::Closed,
         other => LogError::CorruptMetadata { what: "group commit".into(), reason: other.to_string() },
     }
 }
 
+/// Moves a partition's committed offset forward to `next_offset` (never back).
+fn publish_committed(committed: &watch::Sender<u64>, next_offset: u64) {
+    committed.send_if_modified(|current| {
+        let moved = *current < next_offset;
+        if moved {
+            *current = next_offset;
+        }
+        moved
+    });
+}
+
 /// A written (not yet fsynced) group commit waiting for the sync stage.
 pub(crate) struct PendingSync {
+    /// The database generation the batch was written to: a batch of an older generation than
+    /// the one synced is never confirmed.
+    generation: u64,
     /// Every answer of the batch, in order; appended ones are only sent once synced.
     verdicts: Vec<(oneshot::Sender<Result<AppendOutcome>>, Verdict)>,
     /// Partitions whose committed offset moves once synced.
@@ -75,19 +99,31 @@ pub(crate) struct PendingSync {
 /// The sync stage of `fsync` durability: fsyncs the WAL once for every written batch queued
 /// since its last sync, then answers those batches' callers and publishes their offsets. The
 /// writer meanwhile decides and writes the next batch, so deciding overlaps the fsync.
-pub(crate) fn run_syncer(store: Arc<Store>, pending: std::sync::mpsc::Receiver<PendingSync>) {
+pub(crate) fn run_syncer(shared: Arc<SharedStore>, pending: std::sync::mpsc::Receiver<PendingSync>) {
     let _span = tracing::info_span!("log_syncer").entered();
     while let Ok(first) = pending.recv() {
         let mut batches = vec![first];
         batches.extend(pending.try_iter());
-        let synced = store.db().flush_wal(true).map_err(LogError::Storage);
-        if let Err(error) = &synced {
+        // The generation synced; the store is let go before anyone is answered.
+        let synced_generation = shared.current().and_then(|store| {
+            store
+                .db()
+                .flush_wal(true)
+                .map_err(|error| shared.failed("WAL fsync", &LogError::Storage(error)))?;
+            Ok(store.generation())
+        });
+        if let Err(error) = &synced_generation {
             tracing::error!(%error, batches = batches.len(), "WAL fsync failed: appends answered with the error");
         }
         for batch in batches {
+            let synced = match &synced_generation {
+                Ok(generation) if *generation == batch.generation => Ok(()),
+                Ok(_) => Err(shared.reopened_before_sync()),
+                Err(error) => Err(copy_error(error)),
+            };
             if synced.is_ok() {
                 for (committed, next_offset) in &batch.advanced {
-                    committed.send_replace(*next_offset);
+                    publish_committed(committed, *next_offset);
                 }
             }
             for (reply, verdict) in batch.verdicts {
@@ -107,7 +143,9 @@ pub(crate) fn run_syncer(store: Arc<Store>, pending: std::sync::mpsc::Receiver<P
 
 pub(crate) struct Writer {
     pub(crate) name: String,
-    pub(crate) store: Arc<Store>,
+    pub(crate) shared: Arc<SharedStore>,
+    /// The database generation the chain heads and caches were loaded from.
+    pub(crate) generation: u64,
     pub(crate) partitions: Vec<OwnedPartition>,
     /// `slots[partition]` is the index of the partition in `partitions`, if this writer owns it.
     pub(crate) slots: Vec<Option<usize>>,
@@ -121,6 +159,8 @@ pub(crate) struct Writer {
     pub(crate) syncer: Option<std::sync::mpsc::Sender<PendingSync>>,
     /// Opened data keys of recently written customers (bounded like `states`).
     pub(crate) data_keys: Map<CustomerId, DataKey>,
+    /// An erasure's flush and compaction failed (disk trouble): redone after the next write.
+    pub(crate) shred_pending: bool,
 }
 
 /// The working set of one group commit.
@@ -162,7 +202,64 @@ impl Writer {
         tracing::debug!("writer stopped");
     }
 
+    /// The database to decide and write this batch with; after a reopen, the chain heads and
+    /// caches are reloaded from it first.
+    fn store(&mut self) -> Result<Arc<Store>> {
+        let store = self.shared.writable()?;
+        if store.generation() != self.generation {
+            self.reload(&store)?;
+        }
+        Ok(store)
+    }
+
+    /// Takes the chain heads from the records of a reopened database and forgets the cached
+    /// stream heads and data keys: a batch written before the failure may or may not have
+    /// survived, and only the database knows.
+    fn reload(&mut self, store: &Store) -> Result<()> {
+        for owned in &mut self.partitions {
+            let chain = store.chain_head(owned.partition)?;
+            let committed = *owned.committed.borrow();
+            if chain.next_offset < committed {
+                // Records confirmed durable are gone: never write over their offsets.
+                return Err(LogError::Corrupt {
+                    position: Position { partition: owned.partition, offset: chain.next_offset },
+                    reason: format!(
+                        "the reopened database ends here but offsets up to {} were confirmed durable",
+                        committed - 1
+                    ),
+                });
+            }
+            if chain != owned.chain {
+                tracing::warn!(
+                    partition = owned.partition,
+                    in_memory = owned.chain.next_offset,
+                    on_disk = chain.next_offset,
+                    "chain head reloaded from the reopened database"
+                );
+            }
+            owned.chain = chain;
+            // Everything the reopened database holds was flushed: it is durable.
+            publish_committed(&owned.committed, chain.next_offset);
+        }
+        self.states.clear();
+        self.data_keys.clear();
+        self.generation = store.generation();
+        tracing::info!(generation = self.generation, "writer reloaded after the database was reopened");
+        Ok(())
+    }
+
     fn commit(&mut self, jobs: &mut Vec<AppendJob>) {
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(error) => {
+                // Disk trouble: nothing is decided, every caller hears why.
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(copy_error(&error)));
+                }
+                return;
+            }
+        };
+        let store = &*store;
         let mut batch = Batch {
             write: WriteBatch::default(),
             chains: self.partitions.iter().map(|owned| owned.chain).collect(),
@@ -177,16 +274,16 @@ impl Writer {
         let mut verdicts = Vec::with_capacity(jobs.len());
         for job in jobs.drain(..) {
             let verdict = match self.slots.get(usize::from(job.partition)).copied().flatten() {
-                Some(slot) => self.decide_one(&mut batch, slot, &job.request, job.fingerprint),
+                Some(slot) => self.decide_one(store, &mut batch, slot, &job.request, job.fingerprint),
                 None => Verdict::Settled(Err(LogError::NoSuchPartition {
                     partition: job.partition,
-                    partition_count: self.store.partition_count(),
+                    partition_count: store.partition_count(),
                 })),
             };
             verdicts.push((job.reply, verdict));
         }
         let appended = verdicts.iter().filter(|(_, verdict)| matches!(verdict, Verdict::Appended(_))).count();
-        let write_result = if appended > 0 { self.write(&mut batch) } else { Ok(()) };
+        let write_result = if appended > 0 { self.write(store, &mut batch) } else { Ok(()) };
         let mut advanced = Vec::new();
         let verdicts = match write_result {
             Ok(()) => {
@@ -198,13 +295,19 @@ impl Writer {
                 }
                 self.states.extend(batch.touched);
                 self.data_keys.extend(batch.new_keys);
-                if !batch.erased.is_empty() {
-                    for customer_id in &batch.erased {
-                        self.data_keys.remove(customer_id);
-                    }
+                for customer_id in &batch.erased {
+                    self.data_keys.remove(customer_id);
+                }
+                if !batch.erased.is_empty() || (self.shred_pending && appended > 0) {
                     // The keys are deleted; make sure no live file keeps them.
-                    if let Err(error) = self.store.shred_erased_keys() {
-                        tracing::error!(%error, "flushing and compacting after an erasure failed; the deleted keys go with the next compaction");
+                    match store.shred_erased_keys() {
+                        Ok(()) => self.shred_pending = false,
+                        Err(error) => {
+                            tracing::error!(%error, "flushing and compacting after an erasure failed; done again after the next write");
+                            self.shred_pending = true;
+                            // A failed flush stops RocksDB's writes: recover before the next batch.
+                            self.shared.failed("flush after an erasure", &error);
+                        }
                     }
                 }
                 if self.data_keys.len() > self.state_cache_capacity.saturating_mul(self.partitions.len()) {
@@ -234,7 +337,12 @@ impl Writer {
         let verdicts = match &self.syncer {
             None => verdicts,
             Some(syncer) => {
-                match syncer.send(PendingSync { verdicts, advanced: std::mem::take(&mut advanced) }) {
+                let pending = PendingSync {
+                    generation: store.generation(),
+                    verdicts,
+                    advanced: std::mem::take(&mut advanced),
+                };
+                match syncer.send(pending) {
                     Ok(()) => return,
                     Err(unsent) => {
                         // The sync stage is gone: nothing can be confirmed durable any more.
@@ -254,7 +362,7 @@ impl Writer {
             }
         };
         for (committed, next_offset) in advanced {
-            committed.send_replace(next_offset);
+            publish_committed(&committed, next_offset);
         }
         for (reply, verdict) in verdicts {
             let answer = match verdict {
@@ -265,16 +373,16 @@ impl Writer {
         }
     }
 
-    fn write(&self, batch: &mut Batch) -> Result<()> {
+    fn write(&self, store: &Store, batch: &mut Batch) -> Result<()> {
         // Records go in key order: RocksDB's skip list inserts ascending keys in constant time
         // (it keeps the last insert's position), while the batch decided them interleaved
         // across partitions.
         batch.records.sort_unstable_by_key(|(key, _)| *key);
-        let events_cf = self.store.cf(CF_EVENTS)?;
+        let events_cf = store.cf(CF_EVENTS)?;
         for (key, value) in batch.records.drain(..) {
             batch.write.put_cf(events_cf, key, value);
         }
-        let streams = self.store.cf(CF_STREAMS)?;
+        let streams = store.cf(CF_STREAMS)?;
         for customer_id in &batch.dirty {
             if let Some(head) = batch.touched.get(customer_id) {
                 batch.write.put_cf(streams, customer_id.as_str(), codec::encode_head(head)?);
@@ -283,33 +391,40 @@ impl Writer {
         let mut options = WriteOptions::default();
         // With a sync stage the fsync happens there (`flush_wal(true)`), after this write.
         options.set_sync(self.durability != Durability::Buffered && self.syncer.is_none());
-        self.store.db().write_opt(std::mem::take(&mut batch.write), &options)?;
-        Ok(())
+        store
+            .db()
+            .write_opt(std::mem::take(&mut batch.write), &options)
+            .map_err(|error| self.shared.failed("write", &LogError::Storage(error)))
     }
 
     /// Takes a customer's stream head out of the batch, the cache or the store (a new stream
     /// when none exists). The caller puts it back into `batch.touched`.
-    fn take_stream(&mut self, batch: &mut Batch, customer_id: &CustomerId) -> Result<StreamHead> {
+    fn take_stream(
+        &mut self,
+        store: &Store,
+        batch: &mut Batch,
+        customer_id: &CustomerId,
+    ) -> Result<StreamHead> {
         if let Some(head) = batch.touched.remove(customer_id) {
             return Ok(head);
         }
         if let Some(head) = self.states.remove(customer_id) {
             return Ok(head);
         }
-        Ok(self
-            .store
+        Ok(store
             .stream_head(customer_id)?
             .unwrap_or(StreamHead { last_offset: 0, state: Default::default() }))
     }
 
     fn decide_one(
         &mut self,
+        store: &Store,
         batch: &mut Batch,
         slot: usize,
         request: &AppendRequest,
         fingerprint: u128,
     ) -> Verdict {
-        match self.try_decide(batch, slot, request, fingerprint) {
+        match self.try_decide(store, batch, slot, request, fingerprint) {
             Ok(verdict) => verdict,
             Err(error) => Verdict::Settled(Err(error)),
         }
@@ -317,6 +432,7 @@ impl Writer {
 
     fn try_decide(
         &mut self,
+        store: &Store,
         batch: &mut Batch,
         slot: usize,
         request: &AppendRequest,
@@ -330,29 +446,27 @@ impl Writer {
                 Err(error) => Verdict::Settled(Err(error)),
             });
         }
-        if let Some(outcome) =
-            self.store.command_outcome(customer_id.as_str(), request.command_id.as_str())?
-        {
+        if let Some(outcome) = store.command_outcome(customer_id.as_str(), request.command_id.as_str())? {
             return Ok(Verdict::Settled(self.replay_outcome(request, &outcome, fingerprint)));
         }
-        let mut head = self.take_stream(batch, customer_id)?;
-        let verdict = self.append(batch, slot, request, fingerprint, &mut head);
+        let mut head = self.take_stream(store, batch, customer_id)?;
+        let verdict = self.append(store, batch, slot, request, fingerprint, &mut head);
         batch.touched.insert(customer_id.clone(), head);
         verdict
     }
 
     /// The data key of `customer_id`: this batch's new one, the cached one, the stored one, or a
     /// new one whose wrapped form joins the batch.
-    fn data_key(&self, batch: &mut Batch, customer_id: &CustomerId) -> Result<DataKey> {
+    fn data_key(&self, store: &Store, batch: &mut Batch, customer_id: &CustomerId) -> Result<DataKey> {
         if let Some(key) = batch.new_keys.get(customer_id).or_else(|| self.data_keys.get(customer_id)) {
             return Ok(key.clone());
         }
-        if let Some(key) = self.store.data_key(customer_id.as_str())? {
+        if let Some(key) = store.data_key(customer_id.as_str())? {
             batch.new_keys.insert(customer_id.clone(), key.clone());
             return Ok(key);
         }
-        let (key, wrapped) = self.store.master_key()?.new_data_key(customer_id.as_str())?;
-        batch.write.put_cf(self.store.cf(CF_KEYS)?, customer_id.as_str(), wrapped);
+        let (key, wrapped) = store.master_key()?.new_data_key(customer_id.as_str())?;
+        batch.write.put_cf(store.cf(CF_KEYS)?, customer_id.as_str(), wrapped);
         batch.new_keys.insert(customer_id.clone(), key.clone());
         Ok(key)
     }
@@ -360,6 +474,7 @@ impl Writer {
     /// Decides `request` against `head` and, when accepted, adds its records to the batch.
     fn append(
         &self,
+        store: &Store,
         batch: &mut Batch,
         slot: usize,
         request: &AppendRequest,
@@ -397,13 +512,15 @@ impl Writer {
             };
             // Personal data never reaches the disk in clear: it is sealed with the customer's key.
             let sealed = match take_personal_data(&mut record.event) {
-                Some(data) => {
-                    self.data_key(batch, customer_id)?.seal(customer_id.as_str(), &record.event_id, &data)?
-                }
+                Some(data) => self.data_key(store, batch, customer_id)?.seal(
+                    customer_id.as_str(),
+                    &record.event_id,
+                    &data,
+                )?,
                 None => Vec::new(),
             };
             if matches!(event, Event::CustomerErased {}) {
-                batch.write.delete_cf(self.store.cf(CF_KEYS)?, customer_id.as_str());
+                batch.write.delete_cf(store.cf(CF_KEYS)?, customer_id.as_str());
                 batch.new_keys.remove(customer_id);
                 batch.erased.push(customer_id.clone());
             }
@@ -412,7 +529,7 @@ impl Writer {
             chain.next_offset += 1;
             chain.last_hash = hash;
         }
-        let index_cf = self.store.cf(CF_STREAM_INDEX)?;
+        let index_cf = store.cf(CF_STREAM_INDEX)?;
         for (offset, version, value) in encoded {
             batch.records.push((keys::event_key(partition, offset), value));
             batch.write.put_cf(
@@ -434,7 +551,7 @@ impl Writer {
             recorded_at: now,
         };
         batch.write.put_cf(
-            self.store.cf(CF_COMMANDS)?,
+            store.cf(CF_COMMANDS)?,
             keys::command_key(customer_id.as_str(), request.command_id.as_str()),
             codec::encode_outcome(&outcome)?,
         );

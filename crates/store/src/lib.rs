@@ -15,6 +15,9 @@ use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Direction, Iterator
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Most memory a store's memtables take together.
+pub const MEMTABLE_BUDGET: usize = 64 << 20;
+
 /// The column family every store has: checkpoints and settings.
 pub const META: &str = "meta";
 /// The first byte of every stored value.
@@ -64,6 +67,9 @@ impl Store {
         options.set_compression_type(DBCompressionType::Lz4);
         options.set_max_background_jobs(2);
         options.set_keep_log_file_num(4);
+        // All memtables together stay under this, so a service's memory is bounded (the soak
+        // checks it).
+        options.set_db_write_buffer_size(MEMTABLE_BUDGET);
         let descriptors = std::iter::once(META)
             .chain(families.iter().copied())
             .map(|name| {

@@ -34,6 +34,10 @@ struct Args {
     /// NATS server.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// The master key that seals customers' personal data (32 bytes; created with a new log).
+    /// Default: `master.key` beside --data-dir. Keep it out of backups.
+    #[arg(long, env = "COVENANT_MASTER_KEY_FILE", value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
     #[command(flatten)]
     auth: AuthArgs,
     #[command(flatten)]
@@ -71,6 +75,7 @@ async fn run() -> Result<()> {
         auth,
         tls: args.tls.server()?,
         nats_security: args.nats.security(),
+        master_key: args.master_key_file,
     })
     .await?;
     // One machine-readable line for scripts and tests.

@@ -51,6 +51,8 @@ pub struct LedgerConfig {
     pub tls: Option<ServerTls>,
     /// Credentials and TLS for NATS.
     pub nats_security: NatsSecurity,
+    /// The master key of the customers' personal data; `None`: `master.key` beside `data_dir`.
+    pub master_key: Option<PathBuf>,
 }
 
 /// A started ledger: where it listens, and how to stop it.
@@ -80,6 +82,7 @@ impl RunningLedger {
 /// responders, and serves gRPC until [`RunningLedger::stop`].
 pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
     let mut log_config = LogConfig::new(&config.data_dir).with_durability(config.durability);
+    log_config.master_key = config.master_key.clone();
     if let Some(partitions) = config.partitions {
         log_config = log_config.with_partitions(partitions);
     }

@@ -32,6 +32,7 @@ pub fn log_code(error: &LogError) -> Code {
         LogError::Sealing(_) => Code::Internal,
         LogError::PartitionCountMismatch { .. } | LogError::Config(_) => Code::FailedPrecondition,
         LogError::Storage(_)
+        | LogError::Unwritable { .. }
         | LogError::Io { .. }
         | LogError::Closed
         | LogError::ReplicationUnavailable

@@ -39,6 +39,7 @@ async fn start_ledger(dir: &Path, nats: &NatsServer) -> RunningLedger {
         auth: covenant_auth::AuthMode::Off,
         tls: None,
         nats_security: Default::default(),
+        master_key: None,
     })
     .await
     .unwrap()
