@@ -48,6 +48,8 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 const LEDGER: &str = env!("CARGO_BIN_EXE_ledger-process");
+const STANDING: &str = env!("CARGO_BIN_EXE_standing-process");
+const COVENANT: &str = env!("CARGO_BIN_EXE_covenant-process");
 
 /// How long the ledger may take to accept commands again once the disk recovers.
 const RECOVERY_BOUND: Duration = Duration::from_secs(30);
@@ -701,6 +703,11 @@ async fn concurrent_clients_through_a_full_disk_get_every_command_recorded_once_
     let log_dir = disk.dir.join("log");
     let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
     let mut ledger = LedgerProcess::start(Path::new(LEDGER), &log_dir, &nats.url(), "fsync", "off").unwrap();
+    // Standing consumes the stream meanwhile (its own store is not on the troubled disk).
+    let standing_dir = dir.path().join("standing");
+    let mut standing =
+        LedgerProcess::start_consumer(Path::new(STANDING), "standing", &standing_dir, &nats.url(), 8)
+            .unwrap();
     let (mut client, mut reader) = clients(&ledger).await;
     let mut book = Book::default();
     let customers: Vec<String> = (0..8).map(|n| format!("conc-customer-{n}")).collect();
@@ -775,6 +782,35 @@ async fn concurrent_clients_through_a_full_disk_get_every_command_recorded_once_
         relayed.len()
     );
 
+    // Standing applied every event once: it reaches the log's ends, and after a clean stop
+    // `covenant verify` finds its projections equal to a replay of the log.
+    let mut ends = vec![0u64; 8];
+    for (partition, offset) in &relayed {
+        ends[*partition as usize] = ends[*partition as usize].max(offset + 1);
+    }
+    let mut progress = v1::standing_client::StandingClient::new(
+        Channel::from_shared(standing.endpoint()).unwrap().connect().await.unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let next = progress.get_progress(v1::GetProgressRequest {}).await.unwrap().into_inner().next;
+        let applied: Vec<u64> = next.iter().map(|position| position.offset).collect();
+        if applied == ends {
+            break;
+        }
+        assert!(Instant::now() < deadline, "standing stuck at {applied:?}, the log ends at {ends:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(standing.terminate(Duration::from_secs(20)).unwrap(), "standing should stop cleanly");
     assert!(ledger.terminate(Duration::from_secs(20)).unwrap(), "the ledger should stop cleanly");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::os::unix::fs::symlink(&log_dir, data.join("log")).unwrap();
+    std::os::unix::fs::symlink(&standing_dir, data.join("standing")).unwrap();
+    let verified =
+        Command::new(COVENANT).args(["verify", "--data", data.to_str().unwrap()]).output().unwrap();
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{report}{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(report.contains("projections: standing equals a replay"), "{report}");
     assert_log_on_disk(log_dir, &book).await;
 }
