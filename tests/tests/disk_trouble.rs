@@ -46,6 +46,7 @@ use covenant_tests::processes::{LedgerProcess, test_dir};
 use covenant_tests::requests::{header, interaction, register};
 use tonic::Code;
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const LEDGER: &str = env!("CARGO_BIN_EXE_ledger-process");
 const STANDING: &str = env!("CARGO_BIN_EXE_standing-process");
@@ -447,6 +448,22 @@ async fn assert_recovered(client: &mut LedgerClient<Channel>, book: &mut Book, r
     }
 }
 
+/// Waits (at most 15 s) until the ledger's health for `covenant.v1.Ledger` is `status`.
+async fn wait_for_ledger_health(ledger: &LedgerProcess, status: ServingStatus, when: &str) {
+    let channel = Channel::from_shared(ledger.endpoint()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let request = tonic_health::pb::HealthCheckRequest { service: "covenant.v1.Ledger".into() };
+        let now = health.check(request).await.unwrap().into_inner().status;
+        if now == status as i32 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the ledger's health is {now}, not {status:?}, {when}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn clients(ledger: &LedgerProcess) -> (LedgerClient<Channel>, EventLogClient<Channel>) {
     (
         LedgerClient::connect(ledger.endpoint()).await.unwrap(),
@@ -517,9 +534,15 @@ async fn a_full_disk_refuses_commands_with_unavailable_and_recovers_without_a_re
     }
     // Reads go on, and show nothing of the refused commands.
     assert_streams_over_grpc(&mut reader, &book, "disk full").await;
+    // The Ledger service says it cannot take commands (EventLog still serves).
+    wait_for_ledger_health(&ledger, ServingStatus::NotServing, "while the disk is full").await;
 
     disk.remove_filler();
     let freed = Instant::now();
+    // The ledger recovers by itself, without a command arriving to try.
+    wait_for_ledger_health(&ledger, ServingStatus::Serving, "after the disk was freed, with no command sent")
+        .await;
+    let healthy_after = freed.elapsed();
     let mut pending = refused_singles;
     pending.push(newcomer);
     pending.extend(batch);
@@ -530,7 +553,8 @@ async fn a_full_disk_refuses_commands_with_unavailable_and_recovers_without_a_re
     assert_streams_over_grpc(&mut reader, &book, "after recovery").await;
     eprintln!(
         "disk full: {acked_while_full} commands acknowledged after the disk filled (the WAL's last page), \
-         {} refused with UNAVAILABLE; after the filler was deleted the first command was accepted in {first:?} \
+         {} refused with UNAVAILABLE; SERVING again {healthy_after:?} after the filler was deleted (no command sent); \
+         the first command was accepted in {first:?} \
          ({refusals} refusals meanwhile) and all {retried} retried commands in {all:?}, each recorded once",
         book.refused
     );

@@ -286,6 +286,20 @@ impl EventLog {
         self.inner.shared.partition_count()
     }
 
+    /// What is wrong with the disk while the log refuses commands because of it (a full or
+    /// read-only disk); `None` when it takes them.
+    pub fn disk_trouble(&self) -> Option<String> {
+        self.inner.shared.trouble()
+    }
+
+    /// While in disk trouble: probes the disk and reopens the database once it takes writes
+    /// again (rate-limited; the writers do the same when commands arrive). Without commands, this
+    /// is what brings the log back. `Ok` when the log takes commands.
+    pub async fn recover_disk(&self) -> Result<()> {
+        let shared = Arc::clone(&self.inner.shared);
+        blocking(move || shared.writable().map(|_| ())).await
+    }
+
     /// The durability mode appends are acknowledged with.
     pub fn durability(&self) -> Durability {
         self.inner.durability

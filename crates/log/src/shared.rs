@@ -150,6 +150,11 @@ impl SharedStore {
         Ok(store)
     }
 
+    /// What is wrong with the disk, while the log is in disk trouble.
+    pub(crate) fn trouble(&self) -> Option<String> {
+        lock(&self.trouble).clone()
+    }
+
     /// Records a failed write, sync or flush (`action`): writers refuse commands from now on
     /// until the recovery succeeds. Returns the error to answer the affected callers with.
     pub(crate) fn failed(&self, action: &str, error: &LogError) -> LogError {

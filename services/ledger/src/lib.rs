@@ -103,7 +103,16 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
     let nats_tasks = nats_api::serve(client.clone(), ledger.clone(), log.clone(), counters).await?;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<LedgerServer<LedgerApi>>().await;
+    // Ledger is NOT_SERVING while the log's disk refuses writes (a full or read-only disk);
+    // reads (EventLog) go on. The recovery task brings the log back when the disk does, even
+    // when no command arrives to try.
+    let disk_health = log.clone();
+    covenant_runtime::spawn_health_monitor(
+        health_reporter.clone(),
+        <LedgerServer<LedgerApi> as tonic::server::NamedService>::NAME,
+        move || disk_health.disk_trouble().is_none(),
+    );
+    let recovery_task = spawn_disk_recovery(log.clone());
     health_reporter.set_serving::<EventLogServer<EventLogApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(covenant_proto::FILE_DESCRIPTOR_SET)
@@ -136,6 +145,7 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
             task.abort();
         }
         lag_task.abort();
+        recovery_task.abort();
         relay.stop();
         drop(relay);
         if tokio::time::timeout(Duration::from_secs(2), client.drain()).await.is_err() {
@@ -148,3 +158,23 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
     });
     Ok(RunningLedger { grpc_addr, partitions, shutdown, server })
 }
+
+/// Every [`DISK_RECOVERY_PERIOD`] while the log is in disk trouble: probe and, when the disk
+/// takes writes again, reopen (what an incoming command would also do).
+fn spawn_disk_recovery(log: EventLog) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(DISK_RECOVERY_PERIOD);
+        loop {
+            ticks.tick().await;
+            if log.disk_trouble().is_some() {
+                match log.recover_disk().await {
+                    Ok(()) => tracing::info!("the event log takes commands again"),
+                    Err(error) => tracing::debug!(%error, "the event log's disk still refuses writes"),
+                }
+            }
+        }
+    })
+}
+
+/// How often the ledger retries a troubled disk by itself.
+const DISK_RECOVERY_PERIOD: Duration = Duration::from_millis(500);
