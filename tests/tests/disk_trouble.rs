@@ -812,19 +812,9 @@ async fn concurrent_clients_through_a_full_disk_get_every_command_recorded_once_
     for (partition, offset) in &relayed {
         ends[*partition as usize] = ends[*partition as usize].max(offset + 1);
     }
-    let mut progress = v1::standing_client::StandingClient::new(
-        Channel::from_shared(standing.endpoint()).unwrap().connect().await.unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let next = progress.get_progress(v1::GetProgressRequest {}).await.unwrap().into_inner().next;
-        let applied: Vec<u64> = next.iter().map(|position| position.offset).collect();
-        if applied == ends {
-            break;
-        }
-        assert!(Instant::now() < deadline, "standing stuck at {applied:?}, the log ends at {ends:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    covenant_tests::standing::wait_until_applied(&standing.endpoint(), &ends, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(standing.terminate(Duration::from_secs(20)).unwrap(), "standing should stop cleanly");
     assert!(ledger.terminate(Duration::from_secs(20)).unwrap(), "the ledger should stop cleanly");
     let data = dir.path().join("data");

@@ -26,7 +26,6 @@ use covenant_load::Journey;
 use covenant_proto::v1;
 use covenant_proto::v1::event_log_client::EventLogClient;
 use covenant_proto::v1::ledger_client::LedgerClient;
-use covenant_proto::v1::standing_client::StandingClient;
 use covenant_tests::processes::{ServiceProcess, test_dir};
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -213,17 +212,9 @@ async fn acknowledged_commands_survive_kills_of_ledger_nats_and_standing_exactly
     }
 
     // Standing catches up with the whole log …
-    let mut progress = StandingClient::new(connect(&standing.endpoint()).await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let next = progress.get_progress(v1::GetProgressRequest {}).await.unwrap().into_inner().next;
-        let applied: Vec<u64> = next.iter().map(|position| position.offset).collect();
-        if applied == ends {
-            break;
-        }
-        assert!(Instant::now() < deadline, "standing stuck at {applied:?}, the log ends at {ends:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    covenant_tests::standing::wait_until_applied(&standing.endpoint(), &ends, Duration::from_secs(60))
+        .await
+        .unwrap();
     // … and the data directory verifies: chains, stream index, standing = replay of the log.
     let verified =
         Command::new(COVENANT).args(["verify", "--data", dir.path().to_str().unwrap()]).output().unwrap();

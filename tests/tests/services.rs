@@ -584,17 +584,9 @@ async fn wait_for_stream(nats_url: &str, messages: u64) {
 async fn wait_until_applied(ledger: &ServiceProcess, standing: &ServiceProcess) {
     let mut reader = EventLogClient::new(connect(ledger).await);
     let ends = log_ends(&mut reader).await;
-    let mut standing = StandingClient::new(connect(standing).await);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let progress = standing.get_progress(v1::GetProgressRequest {}).await.unwrap().into_inner().next;
-        let applied: Vec<u64> = progress.iter().map(|position| position.offset).collect();
-        if applied == ends {
-            return;
-        }
-        assert!(Instant::now() < deadline, "standing stuck at {applied:?}, the log ends at {ends:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    covenant_tests::standing::wait_until_applied(&standing.endpoint(), &ends, Duration::from_secs(60))
+        .await
+        .unwrap();
 }
 
 /// Deletes the durable consumers `<service>-p<partition>` of `COVENANT_EVENTS`.
