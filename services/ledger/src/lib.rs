@@ -107,7 +107,7 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
     // reads (EventLog) go on. The recovery task brings the log back when the disk does, even
     // when no command arrives to try.
     let disk_health = log.clone();
-    covenant_runtime::spawn_health_monitor(
+    let health_task = covenant_runtime::spawn_health_monitor(
         health_reporter.clone(),
         <LedgerServer<LedgerApi> as tonic::server::NamedService>::NAME,
         move || disk_health.disk_trouble().is_none(),
@@ -141,11 +141,12 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
             .map_err(|error| anyhow::anyhow!("the gRPC server task failed: {error}"))
             .and_then(|served| served);
         tracing::debug!("gRPC stopped; stopping the NATS responders and the relay");
-        for task in nats_tasks {
+        // These tasks hold the log: they must be gone before it closes, or its database stays
+        // open (and locked) after the stop.
+        for task in nats_tasks.into_iter().chain([lag_task, recovery_task, health_task]) {
             task.abort();
+            let _ = task.await;
         }
-        lag_task.abort();
-        recovery_task.abort();
         relay.stop();
         drop(relay);
         if tokio::time::timeout(Duration::from_secs(2), client.drain()).await.is_err() {
