@@ -29,29 +29,6 @@ impl ServiceProcess {
         Self::spawn(binary, name, args, Stdio::inherit(), &level, &[])
     }
 
-    /// [`Self::start_service`] with the service's log (stderr) going to `stderr`, at `debug`
-    /// level (so a test can check what even a verbose log never holds).
-    pub fn start_service_logging<S: AsRef<std::ffi::OsStr>>(
-        binary: &Path,
-        name: &str,
-        args: &[S],
-        stderr: Stdio,
-    ) -> Result<Self> {
-        Self::spawn(binary, name, args, stderr, "debug", &[])
-    }
-
-    /// [`Self::start_service_logging`] with more environment variables (secrets an operator
-    /// passes through the environment rather than the command line).
-    pub fn start_service_logging_with_env<S: AsRef<std::ffi::OsStr>>(
-        binary: &Path,
-        name: &str,
-        args: &[S],
-        stderr: Stdio,
-        env: &[(&str, &str)],
-    ) -> Result<Self> {
-        Self::spawn(binary, name, args, stderr, "debug", env)
-    }
-
     fn spawn<S: AsRef<std::ffi::OsStr>>(
         binary: &Path,
         name: &str,
@@ -139,6 +116,36 @@ impl ServiceProcess {
             "off".into(),
         ];
         Self::start_service(binary, name, &args)
+    }
+
+    /// Starts `binary` (`name` "ledger", "standing" or "watchdog") with its data in `data_dir`,
+    /// metrics off, calls checked against the token file `tokens`, plus `extra` options and
+    /// `env`, its log written to `log` at `debug` level (so a test can check what even a verbose
+    /// log never holds).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_authenticated(
+        binary: &Path,
+        name: &str,
+        data_dir: &Path,
+        nats_url: &str,
+        tokens: &Path,
+        extra: &[std::ffi::OsString],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--data-dir".into(),
+            data_dir.as_os_str().to_owned(),
+            "--nats-url".into(),
+            nats_url.into(),
+            "--metrics-addr".into(),
+            "off".into(),
+            "--auth-tokens".into(),
+            tokens.as_os_str().to_owned(),
+        ];
+        args.extend(extra.iter().cloned());
+        let stderr = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        Self::spawn(binary, name, &args, Stdio::from(stderr), "debug", env)
     }
 
     /// `http://<addr>` for tonic clients.

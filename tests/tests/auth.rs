@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use covenant_auth::{ClientToken, GeneratedToken, Scope, TokenFile, generate_token};
@@ -58,18 +57,8 @@ fn start(
     log: &Path,
 ) -> ServiceProcess {
     let data = dir.join(name);
-    let args: Vec<String> = vec![
-        "--data-dir".into(),
-        data.to_str().unwrap().into(),
-        "--nats-url".into(),
-        nats.url(),
-        "--metrics-addr".into(),
-        "off".into(),
-        "--auth-tokens".into(),
-        tokens.to_str().unwrap().into(),
-    ];
-    let stderr = std::fs::File::create(log).unwrap();
-    ServiceProcess::start_service_logging(Path::new(binary), name, &args, Stdio::from(stderr)).unwrap()
+    ServiceProcess::start_authenticated(Path::new(binary), name, &data, &nats.url(), tokens, &[], log, &[])
+        .unwrap()
 }
 
 async fn channel(process: &ServiceProcess, token: Option<&str>) -> covenant_auth::AuthChannel {

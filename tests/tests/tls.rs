@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use covenant_auth::{ClientTls, ClientToken, Scope, TokenFile, generate_token};
@@ -66,35 +65,30 @@ fn start(
     pki: &Pki,
     tokens: &Path,
 ) -> ServiceProcess {
-    let data = dir.join(name);
-    let args: Vec<String> = vec![
-        "--data-dir".into(),
-        data.to_str().unwrap().into(),
-        "--nats-url".into(),
-        nats.url(),
-        "--metrics-addr".into(),
-        "off".into(),
-        "--auth-tokens".into(),
-        tokens.to_str().unwrap().into(),
+    let tls: Vec<std::ffi::OsString> = vec![
         "--tls-cert".into(),
-        pki.cert.to_str().unwrap().into(),
+        pki.cert.clone().into(),
         "--tls-key".into(),
-        pki.key.to_str().unwrap().into(),
+        pki.key.clone().into(),
         "--nats-user".into(),
         "covenant".into(),
         "--nats-ca".into(),
-        pki.ca.to_str().unwrap().into(),
+        pki.ca.clone().into(),
     ];
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let log = dir.join(format!("{name}.log"));
     // The password comes from the environment, as an operator should pass it.
-    let process = ServiceProcess::start_service_logging_with_env(
+    let env = [("NATS_PASSWORD", NATS_PASSWORD)];
+    ServiceProcess::start_authenticated(
         Path::new(binary),
         name,
-        &args,
-        Stdio::from(log),
-        &[("NATS_PASSWORD", NATS_PASSWORD)],
-    );
-    process.unwrap()
+        &dir.join(name),
+        &nats.url(),
+        tokens,
+        &tls,
+        &log,
+        &env,
+    )
+    .unwrap()
 }
 
 async fn tls_channel(process: &ServiceProcess, ca: &Path) -> Result<Channel, tonic::transport::Error> {
