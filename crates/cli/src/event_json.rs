@@ -52,6 +52,67 @@ pub(crate) fn redacted(event: &RecordedEvent) -> Result<RecordedEvent, ConvertEr
     RecordedEvent::try_from(envelope(event, Pii::Redact))
 }
 
+/// Empties the event's personal fields, in place: the same fields the public stream leaves
+/// empty (`covenant-proto` checks that sealing and redaction agree), without the protobuf round
+/// trip of [`redacted`]. Records written since personal data is sealed hold none in clear; older
+/// ones (record format 1) do.
+pub(crate) fn redact(event: &mut RecordedEvent) {
+    let _ = covenant_domain::personal::take_personal_data(&mut event.event);
+}
+
+/// Appends the object [`event_json`] builds to `out`, as one line of JSON without its newline
+/// (no `Value` in between): the envelope's fields in the order of [`ENVELOPE_COLUMNS`],
+/// then `payload`. `scratch` is reused between calls. The event should already be redacted.
+pub(crate) fn write_event_json(
+    out: &mut Vec<u8>,
+    event: &RecordedEvent,
+    scratch: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    fn number(out: &mut Vec<u8>, name: &[u8], value: impl serde::Serialize) -> serde_json::Result<()> {
+        out.extend_from_slice(name);
+        serde_json::to_writer(&mut *out, &value)
+    }
+    let metadata = &event.metadata;
+    out.extend_from_slice(b"{\"event_id\":\"");
+    out.extend_from_slice(event.event_id.0.hyphenated().encode_lower(&mut [0u8; 45]).as_bytes());
+    out.extend_from_slice(b"\",\"customer_id\":");
+    serde_json::to_writer(&mut *out, event.customer_id.as_str())?;
+    number(out, b",\"stream_version\":", event.stream_version)?;
+    number(out, b",\"partition\":", event.position.partition)?;
+    number(out, b",\"offset\":", event.position.offset)?;
+    out.extend_from_slice(b",\"event_type\":");
+    serde_json::to_writer(&mut *out, event.event_type())?;
+    number(out, b",\"schema_version\":", event.event.schema_version())?;
+    number(out, b",\"occurred_at\":", metadata.occurred_at.unix_millis())?;
+    number(out, b",\"recorded_at\":", event.recorded_at.unix_millis())?;
+    out.extend_from_slice(b",\"actor_kind\":");
+    serde_json::to_writer(&mut *out, &metadata.actor.kind)?;
+    out.extend_from_slice(b",\"actor_id\":");
+    serde_json::to_writer(&mut *out, metadata.actor.id.as_str())?;
+    out.extend_from_slice(b",\"team\":");
+    serde_json::to_writer(&mut *out, &metadata.team.as_ref().map(|team| team.as_str()))?;
+    out.extend_from_slice(b",\"channel\":");
+    serde_json::to_writer(&mut *out, &metadata.channel)?;
+    out.extend_from_slice(b",\"correlation_id\":");
+    serde_json::to_writer(&mut *out, &metadata.correlation_id.as_ref().map(|id| id.as_str()))?;
+    out.extend_from_slice(b",\"causation_id\":");
+    serde_json::to_writer(&mut *out, &metadata.causation_id.as_ref().map(|id| id.as_str()))?;
+    out.extend_from_slice(b",\"command_id\":");
+    serde_json::to_writer(&mut *out, event.command_id.as_str())?;
+    out.extend_from_slice(b",\"payload\":");
+    // The event serialises externally tagged, `{"Variant":{...}}` (a variant without fields as
+    // `"Variant"`): the payload is what is inside the tag.
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, &event.event)?;
+    let content = match (scratch.first(), scratch.iter().position(|byte| *byte == b':')) {
+        (Some(b'{'), Some(colon)) if scratch.len() > colon + 1 => &scratch[colon + 1..scratch.len() - 1],
+        _ => b"{}".as_slice(),
+    };
+    out.extend_from_slice(content);
+    out.push(b'}');
+    Ok(())
+}
+
 /// The event's own fields: the content of the serialised variant (`{"PromiseMade": {...}}` →
 /// `{...}`); a variant without fields gives an empty object.
 fn payload(event: &RecordedEvent) -> Value {
@@ -182,6 +243,48 @@ mod tests {
         assert_eq!(value["payload"]["description"], "", "personal data is left out");
         assert_eq!(value["payload"]["grace"].as_i64(), Some(600_000));
         assert!(!value.to_string().contains("Ann Smith"));
+    }
+
+    /// Every event type, from the log's golden records: format 1 (personal data in clear) and
+    /// format 2 (sealed apart, so the decoded event holds none).
+    fn golden_events() -> Vec<RecordedEvent> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../log/tests/golden");
+        let mut events = Vec::new();
+        for version in ["v1", "v2"] {
+            for (index, event_type) in covenant_domain::events::EVENT_TYPES.iter().enumerate() {
+                let text =
+                    std::fs::read_to_string(root.join(version).join(format!("{event_type}.hex"))).unwrap();
+                let text = text.trim();
+                let bytes: Vec<u8> = (0..text.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+                    .collect();
+                let position = Position { partition: 3, offset: 1000 + index as u64 };
+                events.push(covenant_log::codec::decode_record(position, &bytes).unwrap());
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn the_direct_writer_writes_what_event_json_builds_for_every_event_type() {
+        let mut scratch = Vec::new();
+        let mut personal_data_seen = 0;
+        for event in golden_events().into_iter().chain([promise_made()]) {
+            let kind = event.event_type();
+            let expected = event_json(&redacted(&event).unwrap());
+            let mut fast = event.clone();
+            redact(&mut fast);
+            personal_data_seen += usize::from(fast != event);
+            let mut line = Vec::new();
+            write_event_json(&mut line, &fast, &mut scratch).unwrap();
+            let written: Value = serde_json::from_slice(&line).unwrap_or_else(|error| {
+                panic!("{kind}: not JSON ({error}): {}", String::from_utf8_lossy(&line))
+            });
+            assert_eq!(written, expected, "{kind}");
+            assert!(!line.contains(&b'\n'), "{kind}: one line");
+        }
+        assert!(personal_data_seen >= 5, "the fixtures hold personal data to redact ({personal_data_seen})");
     }
 
     #[test]

@@ -19,7 +19,9 @@ use covenant_audit::EventSource;
 use covenant_domain::{RecordedEvent, Timestamp};
 
 use crate::audit::{SourceArgs, parse_instant};
-use crate::event_json::{ENVELOPE_COLUMNS, columns_object, event_json, flatten, payload_columns, redacted};
+use crate::event_json::{
+    ENVELOPE_COLUMNS, columns_object, event_json, flatten, payload_columns, redact, write_event_json,
+};
 
 /// The file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,16 +131,21 @@ fn run_export(
                         .with_context(|| format!("--out: create {}", args.out.display()))?,
                 )
             };
-            let mut out = BufWriter::new(out);
-            written.read = source.events(types, &mut |event| {
+            let mut out = BufWriter::with_capacity(1 << 20, out);
+            let (mut line, mut scratch) = (Vec::new(), Vec::new());
+            written.read = source.events(types, &mut |mut event| {
                 if failure.is_some() || !wanted(args, &event) {
                     return;
                 }
-                let step = redacted(&event).map_err(anyhow::Error::from).and_then(|event| {
-                    serde_json::to_writer(&mut out, &event_json(&event))?;
-                    out.write_all(b"\n")?;
-                    Ok(event.event_type())
-                });
+                redact(&mut event);
+                line.clear();
+                let step = write_event_json(&mut line, &event, &mut scratch)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| {
+                        line.push(b'\n');
+                        out.write_all(&line)?;
+                        Ok(event.event_type())
+                    });
                 match step {
                     Ok(event_type) => {
                         written.exported += 1;
@@ -157,15 +164,13 @@ fn run_export(
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("--out: create the directory {}", args.out.display()))?;
             let mut parts = CsvParts { dir: args.out.clone(), parts: BTreeMap::new() };
-            written.read = source.events(types, &mut |event| {
+            written.read = source.events(types, &mut |mut event| {
                 if failure.is_some() || !wanted(args, &event) {
                     return;
                 }
-                let step = redacted(&event).map_err(anyhow::Error::from).and_then(|event| {
-                    let event_type = event.event_type();
-                    parts.add(event_type, &flatten(&event_json(&event)))?;
-                    Ok(event_type)
-                });
+                redact(&mut event);
+                let event_type = event.event_type();
+                let step = parts.add(event_type, &flatten(&event_json(&event))).map(|()| event_type);
                 match step {
                     Ok(event_type) => {
                         written.exported += 1;
