@@ -315,6 +315,33 @@ mod tests {
     }
 
     #[test]
+    fn marks_survive_a_restart_and_are_consumed_in_the_database_too() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, mut tracker) = open(dir.path());
+            let made = recorded("alice", 1, at(0), promise("p-1", at(3600)));
+            let bob = offset(recorded("bob", 1, at(0), promise("p-9", at(3600))), 1);
+            store.apply_events(0, &[made, bob]).unwrap();
+            let carol = offset(recorded("carol", 1, at(0), promise("p-5", at(3600))), 2);
+            store.apply_events(0, &[carol]).unwrap();
+            // Only the first two are consumed before the "crash".
+            let read = store.dirty_customers(2).unwrap();
+            let consumed: Vec<Vec<u8>> = read.iter().flat_map(|customer| customer.keys.clone()).collect();
+            tracker
+                .evaluate(read.into_iter().map(|customer| (customer.customer_id, None)), &consumed, at(60))
+                .unwrap();
+        }
+        let (store, _) = open(dir.path());
+        let left: Vec<String> = store
+            .dirty_customers(100)
+            .unwrap()
+            .into_iter()
+            .map(|customer| customer.customer_id.to_string())
+            .collect();
+        assert_eq!(left, ["carol"], "the mark not consumed is reloaded; the consumed ones are gone on disk");
+    }
+
+    #[test]
     fn marked_customers_get_numbered_changes_with_their_cause_and_the_marks_go() {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut tracker) = open(dir.path());
