@@ -21,6 +21,7 @@ use covenant_domain::audit::{
 use covenant_domain::ids::{CustomerId, PromiseId};
 use covenant_domain::loyalty::LoyaltyParams;
 use covenant_domain::trust::TrustParams;
+use covenant_domain::views::RecordedEventView;
 use covenant_domain::{RecordedEvent, Timestamp};
 
 pub use sources::{LedgerSource, LogSource};
@@ -53,6 +54,20 @@ pub trait EventSource {
     /// it read (a source that filters before reading counts only those it read).
     fn events(&mut self, types: Option<&[&str]>, visit: &mut dyn FnMut(RecordedEvent)) -> Result<u64>;
 
+    /// As [`EventSource::events`], each event without its personal data ([`PublicEvent`]): what
+    /// an export writes. A source that can hands out borrowed views of its records, which spares
+    /// the copy of every identifier and text.
+    fn public_events(
+        &mut self,
+        types: Option<&[&str]>,
+        visit: &mut dyn FnMut(PublicEvent<'_>),
+    ) -> Result<u64> {
+        self.events(types, &mut |mut event| {
+            let _ = covenant_domain::personal::take_personal_data(&mut event.event);
+            visit(PublicEvent::Owned(event))
+        })
+    }
+
     /// Visits every promise event (`covenant_domain::audit::PROMISE_EVENT_TYPES`).
     fn promise_events(&mut self, visit: &mut dyn FnMut(RecordedEvent)) -> Result<u64> {
         self.events(Some(&covenant_domain::audit::PROMISE_EVENT_TYPES), visit)
@@ -60,6 +75,32 @@ pub trait EventSource {
 
     /// A customer's whole stream, in order.
     fn stream(&mut self, customer: &CustomerId) -> Result<Vec<RecordedEvent>>;
+}
+
+/// An event without its personal data, owned or borrowed from the record it was read from (the
+/// view of a record whose personal data is sealed apart, so the view holds none).
+#[derive(Debug, Clone)]
+pub enum PublicEvent<'a> {
+    Owned(RecordedEvent),
+    Borrowed(RecordedEventView<'a>),
+}
+
+impl PublicEvent<'_> {
+    /// When the event happened (business time).
+    pub fn occurred_at(&self) -> Timestamp {
+        match self {
+            PublicEvent::Owned(event) => event.metadata.occurred_at,
+            PublicEvent::Borrowed(view) => view.metadata.occurred_at,
+        }
+    }
+
+    /// The event's type name (snake case).
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            PublicEvent::Owned(event) => event.event_type(),
+            PublicEvent::Borrowed(view) => view.event_type(),
+        }
+    }
 }
 
 /// Which promises the audit is about. Every condition must hold.

@@ -15,14 +15,16 @@
 use std::path::Path;
 
 use covenant_auth::{AuthChannel, ClientToken};
-use covenant_domain::RecordedEvent;
 use covenant_domain::ids::CustomerId;
+use covenant_domain::views::RecordedEventView;
+use covenant_domain::{DomainError, Position, RecordedEvent};
 use covenant_log::LogReader;
+use covenant_log::codec::RecordView;
 use covenant_proto::v1::{self, event_log_client::EventLogClient};
 use tokio::runtime::Handle;
 use tonic::transport::Channel;
 
-use crate::{AuditError, EventSource, Result};
+use crate::{AuditError, EventSource, PublicEvent, Result};
 
 /// Records one read of the log covers.
 const CHUNK: usize = 10_000;
@@ -40,24 +42,15 @@ impl LogSource {
     }
 }
 
-impl EventSource for LogSource {
-    fn events(&mut self, types: Option<&[&str]>, visit: &mut dyn FnMut(RecordedEvent)) -> Result<u64> {
+impl LogSource {
+    /// Reads every partition in chunks of [`CHUNK`] records: `chunk(partition, from)` reads one
+    /// and says how many records it read. Returns the records read.
+    fn chunks(&mut self, chunk: &mut dyn FnMut(&LogReader, u16, u64) -> Result<usize>) -> Result<u64> {
         let mut read = 0u64;
         for partition in 0..self.reader.partition_count() {
             let mut from = 0u64;
             loop {
-                let mut failed = None;
-                let visited = self.reader.scan_views(partition, from, CHUNK, |record| {
-                    if failed.is_none() && types.is_none_or(|types| types.contains(&record.event_type())) {
-                        match record.decode() {
-                            Ok(event) => visit(event),
-                            Err(error) => failed = Some(error),
-                        }
-                    }
-                })?;
-                if let Some(error) = failed {
-                    return Err(error.into());
-                }
+                let visited = chunk(&self.reader, partition, from)?;
                 read += visited as u64;
                 from += visited as u64;
                 if visited < CHUNK {
@@ -68,9 +61,88 @@ impl EventSource for LogSource {
         Ok(read)
     }
 
+    /// Visits every record whose type is in `types` (all when `None`), partition by partition in
+    /// offset order; the first error (of the scan or of `visit`) stops it. Returns the records
+    /// read.
+    fn scan(
+        &mut self,
+        types: Option<&[&str]>,
+        visit: &mut dyn FnMut(&RecordView<'_>) -> covenant_log::Result<()>,
+    ) -> Result<u64> {
+        self.chunks(&mut |reader, partition, from| {
+            let mut failed = None;
+            let visited = reader.scan_views(partition, from, CHUNK, |record| {
+                if failed.is_none() && types.is_none_or(|types| types.contains(&record.event_type())) {
+                    failed = visit(&record).err();
+                }
+            })?;
+            match failed {
+                Some(error) => Err(error.into()),
+                None => Ok(visited),
+            }
+        })
+    }
+
+    /// The public event of a record's view: the view itself unless it holds personal data (only
+    /// records written before personal data was sealed apart, format 1).
+    fn public(view: RecordedEventView<'_>) -> std::result::Result<PublicEvent<'_>, DomainError> {
+        if view.event.holds_personal_data() {
+            let mut event = view.to_owned()?;
+            let _ = covenant_domain::personal::take_personal_data(&mut event.event);
+            Ok(PublicEvent::Owned(event))
+        } else {
+            Ok(PublicEvent::Borrowed(view))
+        }
+    }
+}
+
+impl EventSource for LogSource {
+    fn events(&mut self, types: Option<&[&str]>, visit: &mut dyn FnMut(RecordedEvent)) -> Result<u64> {
+        self.scan(types, &mut |record| {
+            visit(record.decode()?);
+            Ok(())
+        })
+    }
+
+    fn public_events(
+        &mut self,
+        types: Option<&[&str]>,
+        visit: &mut dyn FnMut(PublicEvent<'_>),
+    ) -> Result<u64> {
+        let Some(types) = types else {
+            // Every record: decoded whole at once (no envelope decoded first to filter on).
+            return self.chunks(&mut |reader, partition, from| {
+                let mut failed = None;
+                let visited = reader.scan_events(partition, from, CHUNK, |view| {
+                    if failed.is_none() {
+                        let position = view.position;
+                        match Self::public(view) {
+                            Ok(event) => visit(event),
+                            Err(error) => failed = Some(invalid(position, error)),
+                        }
+                    }
+                })?;
+                match failed {
+                    Some(error) => Err(error.into()),
+                    None => Ok(visited),
+                }
+            });
+        };
+        self.scan(Some(types), &mut |record| {
+            let position = record.envelope.position;
+            visit(Self::public(record.view()?).map_err(|error| invalid(position, error))?);
+            Ok(())
+        })
+    }
+
     fn stream(&mut self, customer: &CustomerId) -> Result<Vec<RecordedEvent>> {
         Ok(self.reader.read_stream(customer, 1, usize::MAX)?)
     }
+}
+
+/// A stored record whose identifiers do not pass validation: corrupt.
+fn invalid(position: Position, error: DomainError) -> covenant_log::LogError {
+    covenant_log::LogError::Corrupt { position, reason: format!("an invalid identifier: {error}") }
 }
 
 /// A running ledger, over gRPC.

@@ -9,6 +9,7 @@
 
 mod audit;
 mod client;
+mod csv_cells;
 mod demo;
 mod event_json;
 mod export;

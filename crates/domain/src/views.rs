@@ -10,8 +10,12 @@
 //! Postcard encodes structs and enum variants positionally, so the views must keep the exact
 //! field and variant order of the owned types: the golden-bytes tests of `covenant-log` decode
 //! every event type both ways and compare.
+//!
+//! The views also serialise exactly as the owned types do (same names, an identifier or a text
+//! as its string), so a view can be written out (`covenant export`) without becoming owned; the
+//! CLI's tests compare the JSON of both for every event type.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
 use crate::events::{
@@ -27,7 +31,7 @@ use crate::ids::{
 use crate::values::{Money, Span, Text, Timestamp};
 
 /// [`RecordedEvent`], borrowed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct RecordedEventView<'a> {
     pub event_id: EventId,
     pub customer_id: &'a str,
@@ -42,7 +46,7 @@ pub struct RecordedEventView<'a> {
 }
 
 /// [`EventMetadata`], borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct MetadataView<'a> {
     pub occurred_at: Timestamp,
     #[serde(borrow)]
@@ -54,21 +58,21 @@ pub struct MetadataView<'a> {
 }
 
 /// [`Actor`], borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ActorView<'a> {
     pub kind: ActorKind,
     pub id: &'a str,
 }
 
 /// [`ContactPoint`], borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ContactPointView<'a> {
     pub kind: ContactKind,
     pub value: &'a str,
 }
 
 /// [`RelatedRef`], borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum RelatedRefView<'a> {
     Promise(&'a str),
     Complaint(&'a str),
@@ -77,7 +81,7 @@ pub enum RelatedRefView<'a> {
 }
 
 /// [`ProfileChanges`], borrowed (contact points are the one list a view collects).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ProfileChangesView<'a> {
     pub name: Option<&'a str>,
     #[serde(borrow)]
@@ -89,7 +93,7 @@ pub struct ProfileChangesView<'a> {
 
 /// [`Event`], borrowed: same variants, same fields, same order.
 #[allow(missing_docs)]
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub enum EventView<'a> {
     CustomerRegistered {
         name: &'a str,
@@ -277,6 +281,50 @@ impl EventView<'_> {
     /// The event's type name (snake case), as [`Event::event_type`].
     pub fn event_type(&self) -> &'static str {
         crate::events::EVENT_TYPES[self.variant_index()]
+    }
+
+    /// True when a personal field (the ones `crate::personal` takes out: names, contact points,
+    /// free text) holds something. Events read from the log hold none (the log seals them
+    /// apart) unless written before that (record format 1).
+    pub fn holds_personal_data(&self) -> bool {
+        match self {
+            EventView::CustomerRegistered { name, contact_points, .. } => {
+                !name.is_empty() || !contact_points.is_empty()
+            }
+            EventView::CustomerProfileUpdated { changes } => {
+                changes.name.is_some_and(|name| !name.is_empty())
+                    || changes.contact_points.as_ref().is_some_and(|points| !points.is_empty())
+            }
+            EventView::InteractionRecorded { summary: text, .. }
+            | EventView::ComplaintOpened { description: text, .. }
+            | EventView::ComplaintEscalated { reason: text, .. }
+            | EventView::ComplaintReopened { reason: text, .. }
+            | EventView::PromiseMade { description: text, .. }
+            | EventView::PromiseKept { evidence: text, .. }
+            | EventView::PromisePartiallyKept { evidence: text, .. }
+            | EventView::PromiseBroken { reason: text, .. }
+            | EventView::PromiseCancelled { reason: text, .. }
+            | EventView::SurveyAnswered { comment: text, .. }
+            | EventView::RefundIssued { reason: text, .. } => !text.is_empty(),
+            EventView::ConsentChanged { .. }
+            | EventView::CustomerTierChanged { .. }
+            | EventView::CustomerChurned { .. }
+            | EventView::CustomerReactivated {}
+            | EventView::CustomerErased {}
+            | EventView::SocialMentionCaptured { .. }
+            | EventView::ComplaintResponded { .. }
+            | EventView::ComplaintResolved { .. }
+            | EventView::SlaBreached { .. }
+            | EventView::PromiseRenegotiated { .. }
+            | EventView::ApologyIssued { .. }
+            | EventView::CompensationGranted { .. }
+            | EventView::PurchaseRecorded { .. } => false,
+        }
+    }
+
+    /// The schema version of the event's shape, as [`Event::schema_version`].
+    pub fn schema_version(&self) -> u16 {
+        crate::events::schema_version_of(self.variant_index())
     }
 
     /// Index of the variant in the catalogue ([`crate::events::EVENT_TYPES`]).

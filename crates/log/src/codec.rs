@@ -204,6 +204,13 @@ impl<'a> RecordView<'a> {
     pub fn decode(&self) -> Result<RecordedEvent> {
         decode_body(self.envelope.position, self.body)
     }
+
+    /// Decodes the whole record without copying (see [`decode_view`]).
+    pub fn view(&self) -> Result<RecordedEventView<'a>> {
+        let position = self.envelope.position;
+        postcard::from_bytes(self.body)
+            .map_err(|error| corrupt(position, format!("does not decode: {error}")))
+    }
 }
 
 /// What `streams` keeps per customer: the stream's head and the decision state after it.
