@@ -131,7 +131,7 @@ impl<'a> JsonEnvelope<'a> {
 
 /// Appends `text` as a JSON string: as it is between quotes when nothing in it needs escaping
 /// (identifiers never do), through serde_json otherwise.
-fn write_json_str(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
+pub(crate) fn write_json_str(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
     if text.bytes().all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\') {
         out.reserve(text.len() + 2);
         out.push(b'"');
@@ -160,12 +160,11 @@ fn write_json_number(out: &mut Vec<u8>, name: &[u8], value: impl itoa::Integer) 
 
 /// Appends the object [`event_json`] builds to `out`, as one line of JSON without its newline
 /// (no `Value` in between): the envelope's fields in the order of [`ENVELOPE_COLUMNS`],
-/// then `payload`. `scratch` is reused between calls.
+/// then `payload` (the content of the event's variant, `crate::json_payload`).
 fn write_json(
     out: &mut Vec<u8>,
     envelope: &JsonEnvelope<'_>,
     payload: &impl serde::Serialize,
-    scratch: &mut Vec<u8>,
 ) -> serde_json::Result<()> {
     out.extend_from_slice(b"{\"event_id\":\"");
     out.extend_from_slice(envelope.event_id.0.hyphenated().encode_lower(&mut [0u8; 45]).as_bytes());
@@ -194,38 +193,22 @@ fn write_json(
     out.extend_from_slice(b",\"command_id\":");
     write_json_str(out, envelope.command_id)?;
     out.extend_from_slice(b",\"payload\":");
-    // The event serialises externally tagged, `{"Variant":{...}}` (a variant without fields as
-    // `"Variant"`): the payload is what is inside the tag.
-    scratch.clear();
-    serde_json::to_writer(&mut *scratch, payload)?;
-    let content = match (scratch.first(), scratch.iter().position(|byte| *byte == b':')) {
-        (Some(b'{'), Some(colon)) if scratch.len() > colon + 1 => &scratch[colon + 1..scratch.len() - 1],
-        _ => b"{}".as_slice(),
-    };
-    out.extend_from_slice(content);
+    crate::json_payload::write_payload(out, payload)?;
     out.push(b'}');
     Ok(())
 }
 
 /// Appends `event` (already redacted) as [`event_json`] would write it (see [`write_json`]).
-pub(crate) fn write_event_json(
-    out: &mut Vec<u8>,
-    event: &RecordedEvent,
-    scratch: &mut Vec<u8>,
-) -> serde_json::Result<()> {
-    write_json(out, &JsonEnvelope::of_event(event), &event.event, scratch)
+pub(crate) fn write_event_json(out: &mut Vec<u8>, event: &RecordedEvent) -> serde_json::Result<()> {
+    write_json(out, &JsonEnvelope::of_event(event), &event.event)
 }
 
 /// Appends an event without its personal data, owned or borrowed, as [`event_json`] would write
 /// it (see [`write_json`]).
-pub(crate) fn write_public_json(
-    out: &mut Vec<u8>,
-    event: &PublicEvent<'_>,
-    scratch: &mut Vec<u8>,
-) -> serde_json::Result<()> {
+pub(crate) fn write_public_json(out: &mut Vec<u8>, event: &PublicEvent<'_>) -> serde_json::Result<()> {
     match event {
-        PublicEvent::Owned(event) => write_event_json(out, event, scratch),
-        PublicEvent::Borrowed(view) => write_json(out, &JsonEnvelope::of_view(view), &view.event, scratch),
+        PublicEvent::Owned(event) => write_event_json(out, event),
+        PublicEvent::Borrowed(view) => write_json(out, &JsonEnvelope::of_view(view), &view.event),
     }
 }
 
@@ -435,7 +418,6 @@ mod tests {
 
     #[test]
     fn a_borrowed_view_writes_what_event_json_builds_for_every_event_type() {
-        let mut scratch = Vec::new();
         let mut borrowed = 0;
         for (position, bytes) in golden_records() {
             let record = covenant_log::codec::RecordView::parse(position, &bytes).unwrap();
@@ -464,7 +446,7 @@ mod tests {
                 assert_eq!(public.event_type(), kind);
                 assert_eq!(public.occurred_at(), expected_occurred_at(&expected), "{kind}");
                 let mut line = Vec::new();
-                write_public_json(&mut line, &public, &mut scratch).unwrap();
+                write_public_json(&mut line, &public).unwrap();
                 let written: Value = serde_json::from_slice(&line).unwrap_or_else(|error| {
                     panic!("{kind}: not JSON ({error}): {}", String::from_utf8_lossy(&line))
                 });
@@ -543,7 +525,6 @@ mod tests {
 
     #[test]
     fn the_direct_writer_writes_what_event_json_builds_for_every_event_type() {
-        let mut scratch = Vec::new();
         let mut personal_data_seen = 0;
         for event in golden_events().into_iter().chain([promise_made()]) {
             let kind = event.event_type();
@@ -552,7 +533,7 @@ mod tests {
             redact(&mut fast);
             personal_data_seen += usize::from(fast != event);
             let mut line = Vec::new();
-            write_event_json(&mut line, &fast, &mut scratch).unwrap();
+            write_event_json(&mut line, &fast).unwrap();
             let written: Value = serde_json::from_slice(&line).unwrap_or_else(|error| {
                 panic!("{kind}: not JSON ({error}): {}", String::from_utf8_lossy(&line))
             });

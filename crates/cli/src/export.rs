@@ -267,15 +267,14 @@ fn run_export(
             };
             // Lines are written straight into one buffer, handed to `out` a mebibyte at a time.
             let mut out = out;
-            let (mut buffer, mut scratch) = (Vec::with_capacity(FLUSH_AT + (64 << 10)), Vec::new());
+            let mut buffer = Vec::with_capacity(FLUSH_AT + (64 << 10));
             written.read = source.public_events(types, &mut |event| {
                 if failure.is_some() || !wanted(args, event.occurred_at()) {
                     return;
                 }
                 let start = buffer.len();
-                let step = write_public_json(&mut buffer, &event, &mut scratch)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|()| {
+                let step =
+                    write_public_json(&mut buffer, &event).map_err(anyhow::Error::from).and_then(|()| {
                         buffer.push(b'\n');
                         if buffer.len() >= FLUSH_AT {
                             out.write_all(&buffer)?;

@@ -13,6 +13,7 @@ mod csv_cells;
 mod demo;
 mod event_json;
 mod export;
+mod json_payload;
 mod load;
 mod org_metrics;
 mod replay;
