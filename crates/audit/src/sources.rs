@@ -29,6 +29,10 @@ use crate::{AuditError, EventSource, PublicEvent, Result};
 /// Records one read of the log covers.
 const CHUNK: usize = 10_000;
 
+/// Events of the streams read together by [`LogSource`]'s `streams` (what bounds the audit's
+/// memory in its second pass, with the longest single stream).
+const STREAMS_BATCH_EVENTS: u64 = 50_000;
+
 /// A log directory or a backup, read-only.
 #[derive(Debug)]
 pub struct LogSource {
@@ -137,6 +141,30 @@ impl EventSource for LogSource {
 
     fn stream(&mut self, customer: &CustomerId) -> Result<Vec<RecordedEvent>> {
         Ok(self.reader.read_stream(customer, 1, usize::MAX)?)
+    }
+
+    /// In batches of customers holding together about [`STREAMS_BATCH_EVENTS`] events (their
+    /// stream heads say how many), each read in one sorted pass (`LogReader::read_streams`).
+    fn streams(
+        &mut self,
+        customers: &[CustomerId],
+        visit: &mut dyn FnMut(&CustomerId, Vec<RecordedEvent>),
+    ) -> Result<()> {
+        let mut start = 0;
+        while start < customers.len() {
+            let mut end = start;
+            let mut events = 0u64;
+            while end < customers.len() && (end == start || events < STREAMS_BATCH_EVENTS) {
+                events += self.reader.stream_version(&customers[end])?;
+                end += 1;
+            }
+            let batch = &customers[start..end];
+            for (customer, stream) in batch.iter().zip(self.reader.read_streams(batch)?) {
+                visit(customer, stream);
+            }
+            start = end;
+        }
+        Ok(())
     }
 }
 

@@ -549,6 +549,12 @@ impl LogReader {
         self.shared.current()?.read_stream(customer_id, from_version, max)
     }
 
+    /// The whole streams of several customers read together (see `Store::read_streams`: one
+    /// sorted read per partition instead of one per customer), in the order of `customers`.
+    pub fn read_streams(&self, customers: &[CustomerId]) -> Result<Vec<Vec<RecordedEvent>>> {
+        self.shared.current()?.read_streams(customers)
+    }
+
     /// [`Self::read_stream`] with personal data opened where the customer's key and the log's
     /// master key (`master.key` beside the database) allow.
     pub fn read_stream_revealed(
