@@ -148,6 +148,14 @@ struct FieldCells<'f, 'p, S> {
     restore: Option<usize>,
 }
 
+macro_rules! integer_cells {
+    ($($method:ident: $type:ty),*) => {$(
+        fn $method(self, value: $type) -> Result<(), FlattenError> {
+            self.number(value)
+        }
+    )*};
+}
+
 impl<'f, 'p, S: CellSink> ser::Serializer for &'f mut Flattener<'p, S> {
     type Ok = ();
     type Error = FlattenError;
@@ -162,30 +170,9 @@ impl<'f, 'p, S: CellSink> ser::Serializer for &'f mut Flattener<'p, S> {
     fn serialize_bool(self, value: bool) -> Result<(), FlattenError> {
         self.leaf(if value { "true" } else { "false" })
     }
-    fn serialize_i8(self, value: i8) -> Result<(), FlattenError> {
-        self.number(value)
-    }
-    fn serialize_i16(self, value: i16) -> Result<(), FlattenError> {
-        self.number(value)
-    }
-    fn serialize_i32(self, value: i32) -> Result<(), FlattenError> {
-        self.number(value)
-    }
-    fn serialize_i64(self, value: i64) -> Result<(), FlattenError> {
-        self.number(value)
-    }
-    fn serialize_u8(self, value: u8) -> Result<(), FlattenError> {
-        self.number(value)
-    }
-    fn serialize_u16(self, value: u16) -> Result<(), FlattenError> {
-        self.number(value)
-    }
-    fn serialize_u32(self, value: u32) -> Result<(), FlattenError> {
-        self.number(value)
-    }
-    fn serialize_u64(self, value: u64) -> Result<(), FlattenError> {
-        self.number(value)
-    }
+    integer_cells!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+
     fn serialize_f32(self, value: f32) -> Result<(), FlattenError> {
         self.through_json(serde_json::to_value(value)?);
         Ok(())

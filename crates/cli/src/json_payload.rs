@@ -4,8 +4,8 @@
 //! and without `serde_json`'s escaping loop for strings that need none (names and identifiers).
 //!
 //! Strings are escaped as `serde_json` does (through it, when they hold anything to escape);
-//! floats, byte strings and maps go through `serde_json` (no event has them). The tests of
-//! `event_json` compare the whole line with `serde_json`'s for every event type.
+//! floats and byte strings go through `serde_json`; maps are refused (no event has one). The
+//! tests compare every serde shape with `serde_json`, and `event_json`'s every event type.
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
@@ -14,17 +14,14 @@ use crate::event_json::write_json_str;
 
 /// Appends the content of `event`'s variant as JSON (`{}` for a variant without fields).
 pub(crate) fn write_payload(out: &mut Vec<u8>, event: &impl Serialize) -> serde_json::Result<()> {
-    event.serialize(Root { out })
+    event.serialize(Json { out, root: true })
 }
 
-/// The event itself: its variant's tag is left out.
-struct Root<'o> {
+/// Writes one value into `out`.
+struct Json<'o> {
     out: &'o mut Vec<u8>,
-}
-
-/// Any value below the event.
-struct Value<'o> {
-    out: &'o mut Vec<u8>,
+    /// True for the event itself, whose variant's tag is left out.
+    root: bool,
 }
 
 /// The fields of a struct or a struct variant, or the elements of a list, being written; `close`
@@ -50,25 +47,35 @@ impl Compound<'_> {
         self.comma();
         write_json_str(self.out, name)?;
         self.out.push(b':');
-        value.serialize(Value { out: &mut *self.out })
+        value.serialize(Json { out: &mut *self.out, root: false })
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<()> {
         self.comma();
-        value.serialize(Value { out: &mut *self.out })
+        value.serialize(Json { out: &mut *self.out, root: false })
     }
 
-    fn close(self) {
+    fn close(self) -> serde_json::Result<()> {
         self.out.extend_from_slice(self.close);
+        Ok(())
     }
 }
 
-/// `{"name":` before a variant's content below the event.
-fn open_variant(out: &mut Vec<u8>, variant: &str) -> serde_json::Result<()> {
-    out.push(b'{');
-    write_json_str(out, variant)?;
-    out.push(b':');
-    Ok(())
+impl<'o> Json<'o> {
+    /// Opens a variant's content: `{"name":` then `open` below the event, `open` alone for the
+    /// event itself. Returns what closes it.
+    fn open_variant(self, variant: &str, open: u8, close: &'static [u8]) -> serde_json::Result<Compound<'o>> {
+        let close = if self.root {
+            &close[..1]
+        } else {
+            self.out.push(b'{');
+            write_json_str(self.out, variant)?;
+            self.out.push(b':');
+            close
+        };
+        self.out.push(open);
+        Ok(Compound { out: self.out, first: true, close })
+    }
 }
 
 macro_rules! integers {
@@ -80,7 +87,7 @@ macro_rules! integers {
     )*};
 }
 
-impl<'o> ser::Serializer for Value<'o> {
+impl<'o> ser::Serializer for Json<'o> {
     type Ok = ();
     type Error = serde_json::Error;
     type SerializeSeq = Compound<'o>;
@@ -126,13 +133,19 @@ impl<'o> ser::Serializer for Value<'o> {
     fn serialize_unit_struct(self, _name: &'static str) -> serde_json::Result<()> {
         self.serialize_none()
     }
+    /// Its name; the event itself without fields is an empty payload.
     fn serialize_unit_variant(
         self,
         _name: &'static str,
         _index: u32,
         variant: &'static str,
     ) -> serde_json::Result<()> {
-        write_json_str(self.out, variant)
+        if self.root {
+            self.out.extend_from_slice(b"{}");
+            Ok(())
+        } else {
+            write_json_str(self.out, variant)
+        }
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
@@ -141,6 +154,7 @@ impl<'o> ser::Serializer for Value<'o> {
     ) -> serde_json::Result<()> {
         value.serialize(self)
     }
+    /// `{"name":value}`; the event itself holding one value is that value.
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -148,8 +162,13 @@ impl<'o> ser::Serializer for Value<'o> {
         variant: &'static str,
         value: &T,
     ) -> serde_json::Result<()> {
-        open_variant(self.out, variant)?;
-        value.serialize(Value { out: &mut *self.out })?;
+        if self.root {
+            return value.serialize(Json { out: self.out, root: false });
+        }
+        self.out.push(b'{');
+        write_json_str(self.out, variant)?;
+        self.out.push(b':');
+        value.serialize(Json { out: &mut *self.out, root: false })?;
         self.out.push(b'}');
         Ok(())
     }
@@ -170,9 +189,7 @@ impl<'o> ser::Serializer for Value<'o> {
         variant: &'static str,
         _length: usize,
     ) -> serde_json::Result<Compound<'o>> {
-        open_variant(self.out, variant)?;
-        self.out.push(b'[');
-        Ok(Compound { out: self.out, first: true, close: b"]}" })
+        self.open_variant(variant, b'[', b"]}")
     }
     fn serialize_map(self, _length: Option<usize>) -> serde_json::Result<Self::SerializeMap> {
         Err(ser::Error::custom("maps are not part of any event"))
@@ -181,6 +198,7 @@ impl<'o> ser::Serializer for Value<'o> {
         self.out.push(b'{');
         Ok(Compound { out: self.out, first: true, close: b"}" })
     }
+    /// The usual event: its fields are the payload.
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -188,233 +206,34 @@ impl<'o> ser::Serializer for Value<'o> {
         variant: &'static str,
         _length: usize,
     ) -> serde_json::Result<Compound<'o>> {
-        open_variant(self.out, variant)?;
-        self.out.push(b'{');
-        Ok(Compound { out: self.out, first: true, close: b"}}" })
+        self.open_variant(variant, b'{', b"}}")
     }
 }
 
-impl<'o> ser::Serializer for Root<'o> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    type SerializeSeq = Impossible<(), serde_json::Error>;
-    type SerializeTuple = Impossible<(), serde_json::Error>;
-    type SerializeTupleStruct = Impossible<(), serde_json::Error>;
-    type SerializeTupleVariant = Compound<'o>;
-    type SerializeMap = Impossible<(), serde_json::Error>;
-    type SerializeStruct = Impossible<(), serde_json::Error>;
-    type SerializeStructVariant = Compound<'o>;
-
-    fn serialize_bool(self, _value: bool) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_i8(self, _value: i8) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_i16(self, _value: i16) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_i32(self, _value: i32) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_i64(self, _value: i64) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_u8(self, _value: u8) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_u16(self, _value: u16) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_u32(self, _value: u32) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_u64(self, _value: u64) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_f32(self, _value: f32) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_f64(self, _value: f64) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_char(self, _value: char) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_str(self, _value: &str) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_bytes(self, _value: &[u8]) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_none(self) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_unit(self) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> serde_json::Result<()> {
-        Err(not_an_event())
-    }
-    /// A variant without fields: an empty payload.
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-    ) -> serde_json::Result<()> {
-        self.out.extend_from_slice(b"{}");
-        Ok(())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> serde_json::Result<()> {
-        value.serialize(self)
-    }
-    /// A variant holding one value: the payload is that value.
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        value: &T,
-    ) -> serde_json::Result<()> {
-        value.serialize(Value { out: self.out })
-    }
-    fn serialize_seq(self, _length: Option<usize>) -> serde_json::Result<Self::SerializeSeq> {
-        Err(not_an_event())
-    }
-    fn serialize_tuple(self, _length: usize) -> serde_json::Result<Self::SerializeTuple> {
-        Err(not_an_event())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _length: usize,
-    ) -> serde_json::Result<Self::SerializeTupleStruct> {
-        Err(not_an_event())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _length: usize,
-    ) -> serde_json::Result<Compound<'o>> {
-        self.out.push(b'[');
-        Ok(Compound { out: self.out, first: true, close: b"]" })
-    }
-    fn serialize_map(self, _length: Option<usize>) -> serde_json::Result<Self::SerializeMap> {
-        Err(not_an_event())
-    }
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        _length: usize,
-    ) -> serde_json::Result<Self::SerializeStruct> {
-        Err(not_an_event())
-    }
-    /// The usual event: its fields are the payload.
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _length: usize,
-    ) -> serde_json::Result<Compound<'o>> {
-        self.out.push(b'{');
-        Ok(Compound { out: self.out, first: true, close: b"}" })
-    }
+/// The `serde::ser` traits of a compound: each value written by `$write`, then `close`.
+macro_rules! compound {
+    ($($trait:ident :: $method:ident ($($name:ident: $type:ty,)?) => $write:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = serde_json::Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, $($name: $type,)? value: &T) -> serde_json::Result<()> {
+                self.$write($($name,)? value)
+            }
+            fn end(self) -> serde_json::Result<()> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-fn not_an_event() -> serde_json::Error {
-    ser::Error::custom("the payload writer takes an event (an enum)")
-}
-
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> serde_json::Result<()> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> serde_json::Result<()> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> serde_json::Result<()> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> serde_json::Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> serde_json::Result<()> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        value: &T,
-    ) -> serde_json::Result<()> {
-        self.field(name, value)
-    }
-    fn end(self) -> serde_json::Result<()> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = serde_json::Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        value: &T,
-    ) -> serde_json::Result<()> {
-        self.field(name, value)
-    }
-    fn end(self) -> serde_json::Result<()> {
-        self.close();
-        Ok(())
-    }
-}
+compound!(
+    SerializeSeq::serialize_element() => element,
+    SerializeTuple::serialize_element() => element,
+    SerializeTupleStruct::serialize_field() => element,
+    SerializeTupleVariant::serialize_field() => element,
+    SerializeStruct::serialize_field(name: &'static str,) => field,
+    SerializeStructVariant::serialize_field(name: &'static str,) => field
+);
 
 #[cfg(test)]
 mod tests {

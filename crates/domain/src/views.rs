@@ -324,7 +324,7 @@ impl EventView<'_> {
 
     /// The schema version of the event's shape, as [`Event::schema_version`].
     pub fn schema_version(&self) -> u16 {
-        crate::events::schema_version_of(self.variant_index())
+        crate::events::SCHEMA_VERSION
     }
 
     /// Index of the variant in the catalogue ([`crate::events::EVENT_TYPES`]).

@@ -147,10 +147,14 @@ pub fn decode_body(position: Position, body: &[u8]) -> Result<RecordedEvent> {
 /// [`RecordedEventView::to_owned`] gives the owned event when a caller keeps it.
 pub fn decode_view(position: Position, value: &[u8]) -> Result<RecordedEventView<'_>> {
     let raw = split_record(position, value)?;
-    let view: RecordedEventView<'_> = postcard::from_bytes(raw.body)
-        .map_err(|error| corrupt(position, format!("does not decode: {error}")))?;
+    let view = decode_body_view(position, raw.body)?;
     check_position(position, view.position)?;
     Ok(view)
+}
+
+/// Decodes a record body already checked by [`split_record`] without copying.
+fn decode_body_view(position: Position, body: &[u8]) -> Result<RecordedEventView<'_>> {
+    postcard::from_bytes(body).map_err(|error| corrupt(position, format!("does not decode: {error}")))
 }
 
 /// The envelope of a stored record, decoded without copying: ids and labels borrow the record's
@@ -206,10 +210,9 @@ impl<'a> RecordView<'a> {
     }
 
     /// Decodes the whole record without copying (see [`decode_view`]).
+    /// The envelope's position was checked by [`RecordView::parse`].
     pub fn view(&self) -> Result<RecordedEventView<'a>> {
-        let position = self.envelope.position;
-        postcard::from_bytes(self.body)
-            .map_err(|error| corrupt(position, format!("does not decode: {error}")))
+        decode_body_view(self.envelope.position, self.body)
     }
 }
 
