@@ -5,6 +5,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use covenant_domain::view_decoder::ViewDecoder;
+use covenant_domain::views::RecordedEventView;
 use covenant_domain::{Position, RecordedEvent};
 use covenant_log::codec::{self, GENESIS_HASH};
 
@@ -70,9 +72,23 @@ pub(crate) fn run(event_bytes: usize, runs: usize) -> Result<()> {
             })?,
         ),
         (
-            "record decode into a borrowed view (checksum + postcard + position check)",
+            "record decode into a borrowed view (checksum + `ViewDecoder` + position check)",
             nanos_per_call(runs, iterations, || {
                 black_box(codec::decode_view(position, black_box(&workload.record))?);
+                Ok(())
+            })?,
+        ),
+        (
+            "event into a borrowed view through serde (`postcard::from_bytes`, the decoder's reference)",
+            nanos_per_call(runs, iterations, || {
+                black_box(postcard::from_bytes::<RecordedEventView<'_>>(black_box(&body))?);
+                Ok(())
+            })?,
+        ),
+        (
+            "event into a borrowed view by `ViewDecoder` (same bytes)",
+            nanos_per_call(runs, iterations, || {
+                black_box(ViewDecoder::new(black_box(&body)).recorded_event()?);
                 Ok(())
             })?,
         ),

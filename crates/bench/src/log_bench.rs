@@ -68,6 +68,10 @@ pub(crate) struct LogArgs {
     /// scans only if it is `scan` (for profiling one figure); the others report 0.
     #[arg(long)]
     only: Option<String>,
+    /// Writer threads of the log (`LogConfig::writers`); default: the log's own (one per two
+    /// cores).
+    #[arg(long)]
+    writers: Option<usize>,
 }
 
 /// One log append configuration.
@@ -103,6 +107,7 @@ struct AppendSetup {
     customers_per_producer: usize,
     events: u64,
     max_time: Option<Duration>,
+    writers: Option<usize>,
 }
 
 /// Runs the log benchmark and prints its report to stdout.
@@ -129,6 +134,7 @@ pub(crate) fn run(args: &LogArgs) -> Result<()> {
         customers_per_producer: args.customers_per_producer,
         events: args.events,
         max_time: Some(max_time),
+        writers: args.writers,
     };
 
     let write_shapes = [
@@ -217,23 +223,35 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
     runtime.block_on(append_run(&read_path, fill, read_setup))?;
     raw::flush_all(&read_path)?;
     let mut log_scan = Measurement::new("log scan + full decode (borrowed)");
-    let (log_records, runs) = scan_log(runtime, &read_path, LogScan::Full, args.runs, MIN_SCAN_TIME)?;
-    log_scan.runs = runs;
     let mut owned_scan = Measurement::new("log scan + full decode (owned)");
-    let (owned_records, runs) = scan_log(runtime, &read_path, LogScan::Owned, args.runs, MIN_SCAN_TIME)?;
-    owned_scan.runs = runs;
     let mut view_scan = Measurement::new("log scan, envelope view");
-    let (view_records, runs) = scan_log(runtime, &read_path, LogScan::Envelope, args.runs, MIN_SCAN_TIME)?;
-    view_scan.runs = runs;
     let mut raw_scan = Measurement::new("raw iterator, no decode");
-    let (raw_records, runs) = raw::scan_runs(&read_path, ScanWork::Touch, args.runs, MIN_SCAN_TIME)?;
-    raw_scan.runs = runs;
     let mut hash_scan = Measurement::new("raw iterator + hash check, no decode");
-    let (hash_records, runs) = raw::scan_runs(&read_path, ScanWork::HashCheck, args.runs, MIN_SCAN_TIME)?;
-    hash_scan.runs = runs;
     let mut rebuild = Measurement::new("rebuild standing's projections");
-    let (rebuilt_records, runs) = rebuild_runs(runtime, &read_path, root, args.runs)?;
-    rebuild.runs = runs;
+    // The measurements take turns, one run each per round, so that a slow spell of this shared
+    // machine falls on all of them rather than on one (the ratios compare them).
+    let (mut log_records, mut owned_records, mut view_records) = (0, 0, 0);
+    let (mut raw_records, mut hash_records, mut rebuilt_records) = (0, 0, 0);
+    for _ in 0..args.runs {
+        let runs;
+        (log_records, runs) = scan_log(runtime, &read_path, LogScan::Full, 1, MIN_SCAN_TIME)?;
+        log_scan.runs.extend(runs);
+        let runs;
+        (owned_records, runs) = scan_log(runtime, &read_path, LogScan::Owned, 1, MIN_SCAN_TIME)?;
+        owned_scan.runs.extend(runs);
+        let runs;
+        (view_records, runs) = scan_log(runtime, &read_path, LogScan::Envelope, 1, MIN_SCAN_TIME)?;
+        view_scan.runs.extend(runs);
+        let runs;
+        (raw_records, runs) = raw::scan_runs(&read_path, ScanWork::Touch, 1, MIN_SCAN_TIME)?;
+        raw_scan.runs.extend(runs);
+        let runs;
+        (hash_records, runs) = raw::scan_runs(&read_path, ScanWork::HashCheck, 1, MIN_SCAN_TIME)?;
+        hash_scan.runs.extend(runs);
+        let runs;
+        (rebuilt_records, runs) = rebuild_runs(runtime, &read_path, root, 1)?;
+        rebuild.runs.extend(runs);
+    }
     for measurement in [&log_scan, &owned_scan, &view_scan, &raw_scan, &hash_scan, &rebuild] {
         for (run, result) in measurement.runs.iter().enumerate() {
             progress(run, args.runs, &measurement.name, result);
@@ -272,7 +290,8 @@ fn remove_dir(path: &Path) -> Result<()> {
 /// One timed append run on a fresh log at `path`: registers every producer's customers, then
 /// lets `shape.producers` tasks append their share of `setup.events` interactions at once.
 async fn append_run(path: &Path, shape: AppendShape, setup: &AppendSetup) -> Result<Run> {
-    let config = LogConfig::new(path).with_durability(shape.durability);
+    let mut config = LogConfig::new(path).with_durability(shape.durability);
+    config.writers = setup.writers;
     let log = EventLog::open(config).await.with_context(|| format!("open the log at {}", path.display()))?;
     let customers = setup.customers_per_producer;
 

@@ -31,6 +31,7 @@ pub mod sample;
 pub mod state;
 pub mod trust;
 pub mod values;
+pub mod view_decoder;
 pub mod views;
 
 #[cfg(test)]

@@ -34,6 +34,12 @@ impl Timestamp {
         Ok(Self(unix_millis))
     }
 
+    /// An instant as stored: not range-checked, as its serde `Deserialize` (used by the log's
+    /// view decoder, [`crate::view_decoder`]).
+    pub(crate) const fn from_stored(unix_millis: i64) -> Self {
+        Self(unix_millis)
+    }
+
     /// An instant the caller vouches for (clocks, tests); clamped to the accepted range.
     pub const fn from_unix_millis_clamped(unix_millis: i64) -> Self {
         if unix_millis < Self::MIN.0 {

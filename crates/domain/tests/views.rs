@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 //! The borrowed views decode exactly what the owned types encode: for arbitrary recorded events
 //! of every type (every optional field both set and unset), postcard bytes decoded as a
-//! [`RecordedEventView`] and turned owned give back the event, and the view names the same type.
+//! [`RecordedEventView`] and turned owned give back the event, and the view names the same type;
+//! the hand-written [`ViewDecoder`] reads the same views as serde, from good and damaged bytes.
 
 use covenant_domain::events::*;
 use covenant_domain::ids::*;
 use covenant_domain::values::{Currency, Money, Span, Text, Timestamp};
+use covenant_domain::view_decoder::ViewDecoder;
 use covenant_domain::views::{EventView, RecordedEventView};
 use covenant_domain::{CommandId, CustomerId, EventId, EventMetadata, Position, RecordedEvent};
 use proptest::prelude::*;
@@ -291,12 +293,43 @@ proptest! {
         prop_assert_eq!(view.event_type(), recorded.event_type());
         prop_assert_eq!(view.customer_id, recorded.customer_id.as_str());
         prop_assert_eq!(view.to_owned().unwrap(), recorded);
+        // The hand-written decoder reads the same view, and stops where postcard stops.
+        let mut decoder = ViewDecoder::new(&bytes);
+        prop_assert_eq!(decoder.recorded_event().unwrap(), view);
+        prop_assert!(decoder.rest().is_empty());
+    }
+
+    /// Damaged bytes (truncated, one byte changed, trailing bytes): the hand-written decoder
+    /// accepts exactly what postcard's serde decoding accepts, and reads the same view.
+    #[test]
+    fn the_view_decoder_agrees_with_serde_on_damaged_bytes(
+        recorded in recorded_event(),
+        cut in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        trailing in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let bytes = postcard::to_stdvec(&recorded).unwrap();
+        let truncated = &bytes[..cut.index(bytes.len())];
+        let mut changed = bytes.clone();
+        changed[at.index(bytes.len())] = byte;
+        let mut extended = bytes.clone();
+        extended.extend_from_slice(&trailing);
+        for damaged in [truncated, &changed[..], &extended[..]] {
+            let by_serde = postcard::take_from_bytes::<RecordedEventView<'_>>(damaged).ok();
+            let mut decoder = ViewDecoder::new(damaged);
+            let by_hand = decoder.recorded_event().ok().map(|view| (view, decoder.rest()));
+            prop_assert_eq!(by_hand, by_serde, "bytes {:?}", damaged);
+        }
     }
 
     #[test]
     fn an_event_view_decodes_every_variant(event in event()) {
         let bytes = postcard::to_stdvec(&event).unwrap();
         let view: EventView<'_> = postcard::from_bytes(&bytes).unwrap();
+        let mut decoder = ViewDecoder::new(&bytes);
+        let variant = decoder.variant().unwrap();
+        prop_assert_eq!(&decoder.event(variant).unwrap(), &view);
         prop_assert_eq!(view.variant_index(), EVENT_TYPES.iter().position(|name| *name == event.event_type()).unwrap());
         prop_assert_eq!(view.to_owned().unwrap(), event);
     }
@@ -305,6 +338,10 @@ proptest! {
     /// panic; and whatever the view accepts and can make owned, the owned decoder reads the same.
     #[test]
     fn views_of_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        prop_assert_eq!(
+            ViewDecoder::new(&bytes).recorded_event().ok(),
+            postcard::from_bytes::<RecordedEventView<'_>>(&bytes).ok()
+        );
         if let Ok(view) = postcard::from_bytes::<RecordedEventView<'_>>(&bytes)
             && let Ok(owned) = view.to_owned()
         {
