@@ -93,7 +93,8 @@ fn customer_part(key: &[u8]) -> &[u8] {
 /// customer (the only reads on the hot path) stay in their bucket.
 ///
 /// `streams` (keyed by the bare customer id, rewritten on every group commit that touches the
-/// customer) gets the same memtable with the whole key as the bucket.
+/// customer) gets the same memtable with the whole key as the bucket; it is only ever read by
+/// key (no iterator), so the hashing costs no read.
 fn customer_keyed_options(options: &mut Options, whole_key: bool) {
     let prefix = if whole_key {
         SliceTransform::create_noop()
@@ -112,7 +113,7 @@ fn cf_options(name: &str) -> Options {
     let point_lookups = matches!(name, CF_STREAMS | CF_COMMANDS | keys::CF_KEYS);
     let mut options = Options::default();
     options.set_compression_type(DBCompressionType::Lz4);
-    if matches!(name, CF_STREAM_INDEX | CF_COMMANDS) {
+    if matches!(name, CF_STREAM_INDEX | CF_COMMANDS | CF_STREAMS) {
         customer_keyed_options(&mut options, name == CF_STREAMS);
     }
     if point_lookups {
