@@ -76,10 +76,30 @@ struct TypeCsv {
     index: HashMap<String, usize>,
 }
 
+/// Part files that exist while an export runs; dropping this removes them, so an export that
+/// fails half-way leaves no `.<type>.csv.part` behind (a finished part is already gone, which is
+/// no error).
+#[derive(Debug, Default)]
+struct PartFiles(Vec<PathBuf>);
+
+impl Drop for PartFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            match std::fs::remove_file(path) {
+                Ok(()) => tracing::debug!(path = %path.display(), "removed an unfinished CSV part"),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(%error, path = %path.display(), "could not remove a CSV part"),
+            }
+        }
+    }
+}
+
 /// The CSV side: a [`TypeCsv`] per event type, and the buffers every row reuses.
 struct CsvParts {
     dir: PathBuf,
     parts: BTreeMap<&'static str, TypeCsv>,
+    /// Every part created, removed when the export ends however it ends.
+    created: PartFiles,
     path: String,
     cells: Vec<Option<Range<usize>>>,
     text: String,
@@ -135,6 +155,7 @@ impl CsvParts {
         Self {
             dir,
             parts: BTreeMap::new(),
+            created: PartFiles::default(),
             path: String::new(),
             cells: Vec::new(),
             text: String::new(),
@@ -154,6 +175,7 @@ impl CsvParts {
         if !self.parts.contains_key(event_type) {
             let path = Self::part_path(&self.dir, event_type);
             let file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
+            self.created.0.push(path);
             let part = TypeCsv { part: BufWriter::new(file), columns: Vec::new(), index: HashMap::new() };
             self.parts.insert(event_type, part);
         }
@@ -378,6 +400,18 @@ mod tests {
                 related_ref,
             },
         }
+    }
+
+    /// An export that stops before `finish` (a failed read, a full disk) leaves no part file.
+    #[test]
+    fn an_unfinished_export_leaves_no_part_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut parts = CsvParts::new(dir.path().to_path_buf());
+        parts.add(&PublicEvent::Owned(promise_made(0, None, "plain"))).unwrap();
+        parts.add(&PublicEvent::Owned(promise_made(1, None, "plain"))).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a part while it runs");
+        drop(parts);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no part after it stopped");
     }
 
     /// Columns that first appear after some rows were written: the header has them and the
