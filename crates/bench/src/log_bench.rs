@@ -233,24 +233,32 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
     let (mut log_records, mut owned_records, mut view_records) = (0, 0, 0);
     let (mut raw_records, mut hash_records, mut rebuilt_records) = (0, 0, 0);
     for _ in 0..args.runs {
-        let runs;
-        (log_records, runs) = scan_log(runtime, &read_path, LogScan::Full, 1, MIN_SCAN_TIME)?;
-        log_scan.runs.extend(runs);
-        let runs;
-        (owned_records, runs) = scan_log(runtime, &read_path, LogScan::Owned, 1, MIN_SCAN_TIME)?;
-        owned_scan.runs.extend(runs);
-        let runs;
-        (view_records, runs) = scan_log(runtime, &read_path, LogScan::Envelope, 1, MIN_SCAN_TIME)?;
-        view_scan.runs.extend(runs);
-        let runs;
-        (raw_records, runs) = raw::scan_runs(&read_path, ScanWork::Touch, 1, MIN_SCAN_TIME)?;
-        raw_scan.runs.extend(runs);
-        let runs;
-        (hash_records, runs) = raw::scan_runs(&read_path, ScanWork::HashCheck, 1, MIN_SCAN_TIME)?;
-        hash_scan.runs.extend(runs);
-        let runs;
-        (rebuilt_records, runs) = rebuild_runs(runtime, &read_path, root, 1)?;
-        rebuild.runs.extend(runs);
+        add_run(
+            &mut log_scan,
+            &mut log_records,
+            scan_log(runtime, &read_path, LogScan::Full, 1, MIN_SCAN_TIME)?,
+        );
+        add_run(
+            &mut owned_scan,
+            &mut owned_records,
+            scan_log(runtime, &read_path, LogScan::Owned, 1, MIN_SCAN_TIME)?,
+        );
+        add_run(
+            &mut view_scan,
+            &mut view_records,
+            scan_log(runtime, &read_path, LogScan::Envelope, 1, MIN_SCAN_TIME)?,
+        );
+        add_run(
+            &mut raw_scan,
+            &mut raw_records,
+            raw::scan_runs(&read_path, ScanWork::Touch, 1, MIN_SCAN_TIME)?,
+        );
+        add_run(
+            &mut hash_scan,
+            &mut hash_records,
+            raw::scan_runs(&read_path, ScanWork::HashCheck, 1, MIN_SCAN_TIME)?,
+        );
+        add_run(&mut rebuild, &mut rebuilt_records, rebuild_runs(runtime, &read_path, root, 1)?);
     }
     for measurement in [&log_scan, &owned_scan, &view_scan, &raw_scan, &hash_scan, &rebuild] {
         for (run, result) in measurement.runs.iter().enumerate() {
@@ -269,6 +277,12 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
         );
     }
     Ok(Reads { records: log_records, log_scan, owned_scan, view_scan, raw_scan, hash_scan, rebuild })
+}
+
+/// Adds a round's runs to `measurement` and notes the records of one pass.
+fn add_run(measurement: &mut Measurement, records: &mut u64, (pass_records, runs): (u64, Vec<Run>)) {
+    *records = pass_records;
+    measurement.runs.extend(runs);
 }
 
 fn progress(run: usize, runs: usize, name: &str, result: &Run) {

@@ -22,8 +22,8 @@ use crate::events::Position;
 use crate::ids::EventId;
 use crate::values::{Span, Timestamp};
 use crate::views::{
-    ActorView, ContactPointView, EventView, MetadataView, ProfileChangesView, RecordedEventView,
-    RelatedRefView,
+    ActorView, ContactPointView, EnvelopeView, EventView, MetadataView, ProfileChangesView,
+    RecordedEventView, RelatedRefView,
 };
 
 /// Why bytes did not decode as a view.
@@ -71,26 +71,26 @@ impl<'a> ViewDecoder<'a> {
     }
 
     /// A whole recorded event.
-    #[inline]
+    #[inline(always)]
     pub fn recorded_event(&mut self) -> Result<RecordedEventView<'a>> {
-        let event_id = self.event_id()?;
-        let customer_id = self.str()?;
-        let stream_version = self.u64()?;
-        let position = self.position()?;
-        let recorded_at = self.timestamp()?;
-        let command_id = self.str()?;
-        let metadata = self.metadata()?;
-        let variant = self.variant()?;
-        let event = self.event(variant)?;
-        Ok(RecordedEventView {
-            event_id,
-            customer_id,
-            stream_version,
-            position,
-            recorded_at,
-            command_id,
-            metadata,
-            event,
+        let envelope = self.envelope()?;
+        let event = self.event(envelope.event_index)?;
+        Ok(envelope.with_event(event))
+    }
+
+    /// A recorded event's envelope: its fields up to the event's variant index (the decoder is
+    /// left at the event's fields, for [`ViewDecoder::event`]).
+    #[inline]
+    pub fn envelope(&mut self) -> Result<EnvelopeView<'a>> {
+        Ok(EnvelopeView {
+            event_id: self.event_id()?,
+            customer_id: self.str()?,
+            stream_version: self.u64()?,
+            position: self.position()?,
+            recorded_at: self.timestamp()?,
+            command_id: self.str()?,
+            metadata: self.metadata()?,
+            event_index: self.variant()?,
         })
     }
 

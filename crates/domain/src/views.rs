@@ -45,6 +45,39 @@ pub struct RecordedEventView<'a> {
     pub event: EventView<'a>,
 }
 
+/// The envelope of a [`RecordedEventView`]: its fields up to the event's variant index, so scans
+/// that route or filter (by type, customer, time) can skip decoding the event
+/// ([`crate::view_decoder::ViewDecoder::envelope`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeView<'a> {
+    pub event_id: EventId,
+    pub customer_id: &'a str,
+    pub stream_version: u64,
+    pub position: Position,
+    pub recorded_at: Timestamp,
+    pub command_id: &'a str,
+    pub metadata: MetadataView<'a>,
+    /// Index of the event's variant in the catalogue ([`crate::events::EVENT_TYPES`]).
+    pub event_index: u32,
+}
+
+impl<'a> EnvelopeView<'a> {
+    /// The whole recorded event: this envelope with its event.
+    #[inline(always)]
+    pub fn with_event(self, event: EventView<'a>) -> RecordedEventView<'a> {
+        RecordedEventView {
+            event_id: self.event_id,
+            customer_id: self.customer_id,
+            stream_version: self.stream_version,
+            position: self.position,
+            recorded_at: self.recorded_at,
+            command_id: self.command_id,
+            metadata: self.metadata,
+            event,
+        }
+    }
+}
+
 /// [`EventMetadata`], borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct MetadataView<'a> {

@@ -16,8 +16,8 @@
 //! To change a shape: add a new format number, keep the old decoder, and upcast old values to
 //! the current type on read. The golden-bytes tests fail on any silent change.
 
-use covenant_domain::view_decoder::{ViewDecodeError, ViewDecoder};
-use covenant_domain::views::{MetadataView, RecordedEventView};
+use covenant_domain::view_decoder::ViewDecoder;
+use covenant_domain::views::RecordedEventView;
 use covenant_domain::{CustomerState, Position, RecordedEvent, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -162,37 +162,9 @@ fn decode_body_view(position: Position, body: &[u8]) -> Result<RecordedEventView
         .map_err(|error| corrupt(position, format!("does not decode: {error}")))
 }
 
-/// The envelope of a stored record, decoded without copying: ids and labels borrow the record's
-/// bytes. It is [`RecordedEvent`]'s fields up to the event's variant index, so scans that route
-/// or filter (by type, customer, time) skip decoding the payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnvelopeView<'a> {
-    pub event_id: covenant_domain::EventId,
-    pub customer_id: &'a str,
-    pub stream_version: u64,
-    pub position: Position,
-    pub recorded_at: Timestamp,
-    pub command_id: &'a str,
-    pub metadata: MetadataView<'a>,
-    /// Index of the event's variant in the catalogue ([`covenant_domain::events::EVENT_TYPES`]).
-    pub event_index: u32,
-}
-
-impl<'a> EnvelopeView<'a> {
-    /// Reads the envelope from the front of a record body; the decoder is left at the payload.
-    fn read(decoder: &mut ViewDecoder<'a>) -> std::result::Result<Self, ViewDecodeError> {
-        Ok(Self {
-            event_id: decoder.event_id()?,
-            customer_id: decoder.str()?,
-            stream_version: decoder.u64()?,
-            position: decoder.position()?,
-            recorded_at: decoder.timestamp()?,
-            command_id: decoder.str()?,
-            metadata: decoder.metadata()?,
-            event_index: decoder.variant()?,
-        })
-    }
-}
+/// The envelope of a stored record, decoded without copying (ids and labels borrow the record's
+/// bytes).
+pub use covenant_domain::views::EnvelopeView;
 
 /// A stored record, checked against its checksum, with its envelope decoded without copying;
 /// [`RecordView::decode`] decodes the whole event when it is needed.
@@ -210,7 +182,8 @@ impl<'a> RecordView<'a> {
     pub fn parse(position: Position, value: &'a [u8]) -> Result<Self> {
         let raw = split_record(position, value)?;
         let mut decoder = ViewDecoder::new(raw.body);
-        let envelope = EnvelopeView::read(&mut decoder)
+        let envelope = decoder
+            .envelope()
             .map_err(|error| corrupt(position, format!("envelope does not decode: {error}")))?;
         check_position(position, envelope.position)?;
         if envelope.event_index as usize >= covenant_domain::events::EVENT_TYPES.len() {
@@ -237,16 +210,7 @@ impl<'a> RecordView<'a> {
         let event = ViewDecoder::new(self.payload)
             .event(envelope.event_index)
             .map_err(|error| corrupt(envelope.position, format!("does not decode: {error}")))?;
-        Ok(RecordedEventView {
-            event_id: envelope.event_id,
-            customer_id: envelope.customer_id,
-            stream_version: envelope.stream_version,
-            position: envelope.position,
-            recorded_at: envelope.recorded_at,
-            command_id: envelope.command_id,
-            metadata: envelope.metadata,
-            event,
-        })
+        Ok(envelope.with_event(event))
     }
 }
 
@@ -368,6 +332,8 @@ mod tests {
             prop_assert_eq!(view.event_type(), event.event_type());
             prop_assert_eq!(&view.decode().unwrap(), &event);
             let full = decode_view(event.position, &bytes).unwrap();
+            // The payload decoded after the parsed envelope is the same whole view.
+            prop_assert_eq!(&view.view().unwrap(), &full);
             prop_assert_eq!(full.to_owned().unwrap(), event);
         }
 

@@ -844,6 +844,7 @@ fn check_decoders(position: Position, value: &[u8]) -> Result<Option<RecordedEve
             prop_assert_eq!(envelope.metadata.actor.id, event.metadata.actor.id.as_str());
             prop_assert_eq!(parsed.event_type(), event.event_type());
             prop_assert_eq!(parsed.decode().ok(), Some(event.clone()));
+            prop_assert_eq!(parsed.view().ok(), view.as_ref().ok().cloned());
         }
         (Ok(event), Err(error)) => {
             return Err(TestCaseError::fail(format!(
@@ -854,6 +855,7 @@ fn check_decoders(position: Position, value: &[u8]) -> Result<Option<RecordedEve
             // The envelope may decode when the payload does not; the full decode still refuses.
             let _ = parsed.event_type();
             prop_assert!(parsed.decode().is_err(), "RecordView::decode accepted what decode_record refused");
+            prop_assert_eq!(parsed.view().ok(), view.as_ref().ok().cloned());
         }
         (Err(_), Err(_)) => {}
     }

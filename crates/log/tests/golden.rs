@@ -242,6 +242,13 @@ fn check_goldens(version: &str, written_today: bool) {
         if !view_matches(&view, &expected_record) {
             failures.push(format!("{event_type}: the envelope view disagrees with the record: {view:?}"));
         }
+        // Its payload, decoded after the envelope, gives the whole event.
+        match view.view().map(|view| view.to_owned()) {
+            Ok(Ok(owned)) if owned == expected_record => {}
+            other => failures.push(format!(
+                "{event_type}: the envelope view's payload disagrees with the record: {other:?}"
+            )),
+        }
         // The borrowed full view reads the same bytes to the same event.
         match codec::decode_view(expected_record.position, &golden).map(|view| view.to_owned()) {
             Ok(Ok(owned)) if owned == expected_record => {}
