@@ -20,6 +20,7 @@ use std::collections::HashMap;
 
 /// Hash maps keyed by caller-chosen ids: foldhash is fast and seeded per process (no HashDoS).
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use covenant_domain::personal::take_personal_data;
@@ -171,7 +172,7 @@ struct Batch {
     /// Streams touched by this batch, taken out of the cache; returned on success.
     touched: Map<CustomerId, StreamHead>,
     /// Streams this batch appended to (their heads are written).
-    dirty: Vec<CustomerId>,
+    dirty: Set<CustomerId>,
     /// Records of this batch as `(key, value)`, put into `write` in key order when written.
     records: Vec<([u8; 10], Vec<u8>)>,
     /// Outcomes of commands appended in this batch, for retries within the same batch.
@@ -264,7 +265,7 @@ impl Writer {
             write: WriteBatch::default(),
             chains: self.partitions.iter().map(|owned| owned.chain).collect(),
             touched: Map::default(),
-            dirty: Vec::new(),
+            dirty: Set::default(),
             records: Vec::new(),
             outcomes: Map::default(),
             new_keys: Map::default(),
@@ -557,7 +558,7 @@ impl Writer {
         );
         batch.chains[slot] = chain;
         if !batch.dirty.contains(customer_id) {
-            batch.dirty.push(customer_id.clone());
+            batch.dirty.insert(customer_id.clone());
         }
         batch.outcomes.insert((customer_id.clone(), request.command_id.clone()), outcome);
         Ok(Verdict::Appended(AppendOutcome::from_stored(&outcome, false)))
