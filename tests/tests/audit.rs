@@ -168,7 +168,7 @@ async fn the_audit_finds_recorded_and_silent_breaks_over_grpc_and_from_the_data_
     let unreachable = covenant(&["audit", "promises", "--ledger", "http://127.0.0.1:1"]);
     assert!(!unreachable.status.success());
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
-    assert!(stderr.contains("cannot reach the ledger at http://127.0.0.1:1"), "{stderr}");
+    assert!(stderr.contains("connect to the ledger at http://127.0.0.1:1"), "{stderr}");
     let bad_date = covenant(&["audit", "promises", "--from", "last tuesday"]);
     assert!(!bad_date.status.success());
     assert!(String::from_utf8_lossy(&bad_date.stderr).contains("is not an instant"));

@@ -86,6 +86,13 @@ async fn export_writes_every_event_without_personal_data_and_tail_follows_new_on
     let online = covenant(&["export", "--format", "jsonl", "--ledger", &ledger.endpoint(), "--out", "-"]);
     let online = String::from_utf8(online.stdout).unwrap();
     assert_eq!(jsonl_counts(&online), written);
+    // Read in place on several threads or over gRPC in order: the same lines in the same order.
+    let threaded = covenant(&["export", "--format", "jsonl", "--data", data, "--out", "-", "--threads", "3"]);
+    assert_eq!(String::from_utf8(threaded.stdout).unwrap(), offline);
+    let one_thread =
+        covenant(&["export", "--format", "jsonl", "--data", data, "--out", "-", "--threads", "1"]);
+    assert_eq!(String::from_utf8(one_thread.stdout).unwrap(), offline);
+    assert_eq!(online, offline);
     for text in [&offline, &online] {
         for personal in PERSONAL {
             assert!(!text.contains(personal), "`{personal}` leaked into the export");
@@ -111,6 +118,27 @@ async fn export_writes_every_event_without_personal_data_and_tail_follows_new_on
             assert!(!text.contains(personal), "`{personal}` leaked into {event_type}.csv");
         }
     }
+    // One thread, or over gRPC (in order, one thread): the same files, byte for byte.
+    let files_in = |dir: &Path| -> BTreeMap<String, String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(entry.path()).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let one_thread_dir = dir.path().join("csv-one-thread");
+    let one_thread_out = one_thread_dir.to_str().unwrap();
+    covenant(&["export", "--format", "csv", "--data", data, "--out", one_thread_out, "--threads", "1"]);
+    let online_dir = dir.path().join("csv-online");
+    let online_out = online_dir.to_str().unwrap();
+    covenant(&["export", "--format", "csv", "--ledger", &ledger.endpoint(), "--out", online_out]);
+    assert_eq!(files_in(&one_thread_dir), files_in(&csv_dir));
+    assert_eq!(files_in(&online_dir), files_in(&csv_dir));
     let leftovers: Vec<_> = std::fs::read_dir(&csv_dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 const LEDGER: &str = env!("CARGO_BIN_EXE_ledger-process");
 const STANDING: &str = env!("CARGO_BIN_EXE_standing-process");
 const WATCHDOG: &str = env!("CARGO_BIN_EXE_watchdog-process");
+const COVENANT: &str = env!("CARGO_BIN_EXE_covenant-process");
 const NATS_PASSWORD: &str = "nats-secret-7f3a9c";
 
 /// A test CA, a server certificate for 127.0.0.1 and localhost signed by it, and a second CA.
@@ -209,6 +210,25 @@ async fn the_system_runs_with_tls_and_authentication_on_everywhere() {
         anonymous.register_customer(register("tls-4", "r4")).await.unwrap_err().code(),
         Code::Unauthenticated
     );
+    // The ops commands that read a running ledger connect as every `covenant` command does: over
+    // TLS trusting COVENANT_CA_FILE, sending COVENANT_TOKEN (the audit once ignored the CA file).
+    let ledger_url = format!("https://{}", ledger.grpc_addr);
+    let audit = |ca: &Path| {
+        std::process::Command::new(COVENANT)
+            .args(["audit", "promises", "--ledger", &ledger_url, "--format", "json"])
+            .env("COVENANT_CA_FILE", ca)
+            .env("COVENANT_TOKEN", &admin.secret)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let trusted = audit(&pki.ca);
+    assert!(trusted.status.success(), "audit over TLS: {}", String::from_utf8_lossy(&trusted.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&trusted.stdout).unwrap();
+    assert!(report["broken_promises"].as_array().is_some_and(Vec::is_empty), "{report}");
+    let untrusted = audit(&pki.other_ca);
+    assert!(!untrusted.status.success(), "the audit must refuse a certificate its CA file does not trust");
+
     // NATS refuses clients without credentials, and clients without TLS.
     let no_credentials = async_nats::ConnectOptions::new()
         .require_tls(true)

@@ -33,8 +33,8 @@ pub enum AuditError {
     Log(#[from] covenant_log::LogError),
     #[error("the ledger answered {code:?}: {message}")]
     Ledger { code: tonic::Code, message: String },
-    #[error("cannot reach the ledger at {url}: {reason}")]
-    Connect { url: String, reason: String },
+    #[error("could not start a thread to scan the log: {0}")]
+    Thread(std::io::Error),
     #[error("the ledger sent an event this audit cannot read: {0}")]
     Convert(#[from] covenant_proto::convert::ConvertError),
 }
@@ -66,6 +66,12 @@ pub trait EventSource {
             let _ = covenant_domain::personal::take_personal_data(&mut event.event);
             visit(PublicEvent::Owned(event))
         })
+    }
+
+    /// This source as a log read in place, which can be scanned on several threads
+    /// ([`LogSource::public_chunks`]); `None` for a source that cannot.
+    fn as_log(&self) -> Option<&LogSource> {
+        None
     }
 
     /// Visits every promise event (`covenant_domain::audit::PROMISE_EVENT_TYPES`).

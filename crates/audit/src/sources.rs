@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use covenant_auth::{AuthChannel, ClientToken};
+use covenant_auth::AuthChannel;
 use covenant_domain::ids::CustomerId;
 use covenant_domain::views::RecordedEventView;
 use covenant_domain::{DomainError, Position, RecordedEvent};
@@ -22,7 +22,6 @@ use covenant_log::LogReader;
 use covenant_log::codec::RecordView;
 use covenant_proto::v1::{self, event_log_client::EventLogClient};
 use tokio::runtime::Handle;
-use tonic::transport::Channel;
 
 use crate::{AuditError, EventSource, PublicEvent, Result};
 
@@ -100,7 +99,191 @@ impl LogSource {
     }
 }
 
+/// Records one unit of [`LogSource::public_chunks`] covers: big enough that a seek and a
+/// hand-off are nothing beside it, small enough that the units in flight stay a few MiB of output.
+pub const PARALLEL_CHUNK: u64 = 8_192;
+
+/// One range of a partition that [`LogSource::public_chunks`] gives one thread.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    partition: u16,
+    from: u64,
+    records: u64,
+}
+
+/// The hand-off between [`LogSource::public_chunks`]'s workers and its merging caller.
+struct Progress {
+    /// Units merged so far; a worker waits before starting a unit this far or more ahead of it.
+    merged: usize,
+    /// Set when the merge or a unit failed: the workers stop taking units.
+    stop: bool,
+}
+
+impl LogSource {
+    /// Visits every public event (of `types`, or all) on `threads` threads and merges in log
+    /// order. The log is cut into units of up to `chunk` records of one partition; each worker
+    /// takes the next unit, starts a state with `new_state`, passes it every event of the unit
+    /// with `visit`, and hands it back; `merge` receives the states on the calling thread in
+    /// log order (partition by partition, offsets ascending: the order of
+    /// [`EventSource::public_events`]), so output written by `merge` is the same whatever the
+    /// thread count. At most `2 × threads` units are worked or waiting at a time (memory stays
+    /// bounded by the states of those). The first error of a unit stops it with that error;
+    /// `merge` stops it by answering `Break`. Returns the records read (merged).
+    pub fn public_chunks<S: Send>(
+        &self,
+        types: Option<&[&str]>,
+        threads: usize,
+        chunk: u64,
+        new_state: &(dyn Fn() -> S + Sync),
+        visit: &(dyn Fn(&mut S, PublicEvent<'_>) + Sync),
+        merge: &mut dyn FnMut(S) -> std::ops::ControlFlow<()>,
+    ) -> Result<u64> {
+        let chunk = chunk.max(1);
+        let mut units = Vec::new();
+        for partition in 0..self.reader.partition_count() {
+            let end = self.reader.partition_end(partition)?;
+            let mut from = 0;
+            while from < end {
+                let records = chunk.min(end - from);
+                units.push(Unit { partition, from, records });
+                from += records;
+            }
+        }
+        let threads = threads.clamp(1, units.len().max(1));
+        let window = 2 * threads;
+        let next_unit = std::sync::atomic::AtomicUsize::new(0);
+        let progress = std::sync::Mutex::new(Progress { merged: 0, stop: false });
+        let advanced = std::sync::Condvar::new();
+        let lock = || progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stop = || {
+            lock().stop = true;
+            advanced.notify_all();
+        };
+        std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel::<(usize, Result<(S, u64)>)>();
+            let mut spawned = Ok(());
+            for worker in 0..threads {
+                let done = done.clone();
+                let (units, next_unit, advanced, reader) = (&units, &next_unit, &advanced, &self.reader);
+                let lock = &lock;
+                let started = std::thread::Builder::new().name(format!("log-scan-{worker}")).spawn_scoped(
+                    scope,
+                    move || loop {
+                        let index = next_unit.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(unit) = units.get(index) else { return };
+                        {
+                            let mut progress = lock();
+                            while !progress.stop && index >= progress.merged + window {
+                                progress = advanced
+                                    .wait(progress)
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            }
+                            if progress.stop {
+                                return;
+                            }
+                        }
+                        let outcome = Self::public_unit(reader, types, *unit, new_state, visit);
+                        let failed = outcome.is_err();
+                        if done.send((index, outcome)).is_err() || failed {
+                            return;
+                        }
+                    },
+                );
+                if let Err(error) = started {
+                    spawned = Err(AuditError::Thread(error));
+                    break;
+                }
+            }
+            if let Err(error) = spawned {
+                // The workers already started must not wait for merges that never come.
+                stop();
+                return Err(error);
+            }
+            drop(done);
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut read = 0u64;
+            let mut next = 0usize;
+            let merged = (|| -> Result<u64> {
+                while next < units.len() {
+                    let Ok((index, outcome)) = finished.recv() else {
+                        // Every worker ended with units left: one stopped on an error it sent.
+                        break;
+                    };
+                    waiting.insert(index, outcome?);
+                    while let Some((state, records)) = waiting.remove(&next) {
+                        read += records;
+                        if merge(state).is_break() {
+                            return Ok(read);
+                        }
+                        next += 1;
+                        lock().merged = next;
+                        advanced.notify_all();
+                    }
+                }
+                Ok(read)
+            })();
+            stop();
+            merged
+        })
+    }
+
+    /// One unit of [`Self::public_chunks`]: its state and the records read.
+    fn public_unit<S>(
+        reader: &LogReader,
+        types: Option<&[&str]>,
+        unit: Unit,
+        new_state: &(dyn Fn() -> S + Sync),
+        visit: &(dyn Fn(&mut S, PublicEvent<'_>) + Sync),
+    ) -> Result<(S, u64)> {
+        let mut state = new_state();
+        let mut failed = None;
+        let max = usize::try_from(unit.records).unwrap_or(usize::MAX);
+        let read = match types {
+            None => reader.scan_events(unit.partition, unit.from, max, |view| {
+                if failed.is_none() {
+                    let position = view.position;
+                    match Self::public(view) {
+                        Ok(event) => visit(&mut state, event),
+                        Err(error) => failed = Some(invalid(position, error)),
+                    }
+                }
+            })?,
+            Some(types) => reader.scan_views(unit.partition, unit.from, max, |record| {
+                if failed.is_none() && types.contains(&record.event_type()) {
+                    let position = record.envelope.position;
+                    match record.view() {
+                        Ok(view) => match Self::public(view) {
+                            Ok(event) => visit(&mut state, event),
+                            Err(error) => failed = Some(invalid(position, error)),
+                        },
+                        Err(error) => failed = Some(error),
+                    }
+                }
+            })?,
+        };
+        if let Some(error) = failed {
+            return Err(error.into());
+        }
+        if (read as u64) < unit.records {
+            return Err(covenant_log::LogError::Corrupt {
+                position: Position { partition: unit.partition, offset: unit.from + read as u64 },
+                reason: format!(
+                    "the partition ends at offset {} but its chain head says {}",
+                    unit.from + read as u64,
+                    unit.from + unit.records
+                ),
+            }
+            .into());
+        }
+        Ok((state, read as u64))
+    }
+}
+
 impl EventSource for LogSource {
+    fn as_log(&self) -> Option<&LogSource> {
+        Some(self)
+    }
+
     fn events(&mut self, types: Option<&[&str]>, visit: &mut dyn FnMut(RecordedEvent)) -> Result<u64> {
         self.scan(types, &mut |record| {
             visit(record.decode()?);
@@ -181,18 +364,13 @@ pub struct LedgerSource {
 }
 
 impl LedgerSource {
-    /// Connects to the ledger's gRPC address (`http://host:port`), sending `token` (which needs
-    /// `log:read`).
-    pub async fn connect(url: &str, token: &ClientToken) -> Result<Self> {
-        let refuse = |reason: String| AuditError::Connect { url: url.to_owned(), reason };
-        let channel = Channel::from_shared(url.to_owned())
-            .map_err(|error| refuse(error.to_string()))?
-            .connect()
-            .await
-            .map_err(|error| refuse(error.to_string()))?;
-        let channel = token.channel(channel).map_err(|error| refuse(error.to_string()))?;
+    /// Reads through `channel`: a connection to the ledger's gRPC address that sends a token
+    /// with `log:read` (and, when the ledger serves TLS, trusts its CA — how the `covenant`
+    /// commands connect, see `covenant_cli`'s client module). Call it on the async runtime
+    /// whose handle drives the reads.
+    pub fn new(channel: AuthChannel) -> Self {
         let client = EventLogClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-        Ok(Self { client, runtime: Handle::current() })
+        Self { client, runtime: Handle::current() }
     }
 }
 

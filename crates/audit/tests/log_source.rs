@@ -202,3 +202,79 @@ async fn filters_narrow_the_promises_and_a_customer_is_read_alone() {
     assert_eq!(nobody.records_read, 0);
     assert_eq!(nobody.overall.settled, 0);
 }
+
+/// Where a public event sits in the log, and its type.
+fn place(event: &covenant_audit::PublicEvent<'_>) -> (covenant_domain::Position, &'static str) {
+    match event {
+        covenant_audit::PublicEvent::Owned(event) => (event.position, event.event_type()),
+        covenant_audit::PublicEvent::Borrowed(view) => (view.position, view.event_type()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_scan_merges_in_log_order_whatever_the_threads_and_chunks() {
+    use covenant_audit::EventSource;
+    use std::ops::ControlFlow;
+    let dir = tempfile::tempdir().unwrap();
+    write_history(dir.path()).await;
+    // More customers, so that every partition holds records.
+    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    let mut writer = Writer { log, commands: 1_000 };
+    for customer in 0..40 {
+        let customer = format!("extra-{customer}");
+        writer.send(&customer, 0, "support", sample::register(&customer).unwrap()).await;
+        writer.promise(&customer, 1, "sales", "agent-c", "order-x", 24).await;
+    }
+    writer.log.close().await.unwrap();
+
+    let dir = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut source = LogSource::open(&dir).unwrap();
+        for types in [None, Some(&["promise_made", "promise_kept"][..])] {
+            let mut sequential = Vec::new();
+            let read = source.public_events(types, &mut |event| sequential.push(place(&event))).unwrap();
+            assert!(sequential.len() > 40);
+            let log = source.as_log().unwrap();
+            for threads in [1, 2, 5] {
+                for chunk in [1, 3, 64, 100_000] {
+                    let mut merged = Vec::new();
+                    let parallel_read = log
+                        .public_chunks(
+                            types,
+                            threads,
+                            chunk,
+                            &Vec::new,
+                            &|events, event| events.push(place(&event)),
+                            &mut |events| {
+                                merged.extend(events);
+                                ControlFlow::Continue(())
+                            },
+                        )
+                        .unwrap();
+                    assert_eq!(merged, sequential, "{threads} threads, chunks of {chunk}, types {types:?}");
+                    if types.is_none() {
+                        assert_eq!(parallel_read, read);
+                    }
+                }
+            }
+            // The merge can stop it: two chunks of 3 merged, then nothing more.
+            let mut merges = 0;
+            let stopped = log
+                .public_chunks(
+                    types,
+                    2,
+                    3,
+                    &Vec::new,
+                    &|events, event| events.push(place(&event)),
+                    &mut |_| {
+                        merges += 1;
+                        if merges == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                    },
+                )
+                .unwrap();
+            assert_eq!((merges, stopped), (2, 6));
+        }
+    })
+    .await
+    .unwrap();
+}

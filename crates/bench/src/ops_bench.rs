@@ -9,7 +9,8 @@
 //! - raw RocksDB iterator over the log's `events` family (no decode): the baseline;
 //! - `covenant audit promises --data … --format json` as a child process (the real command), with
 //!   its peak resident memory (VmHWM, polled from `/proc`);
-//! - `covenant export --format jsonl` (to `/dev/null`) and `--format csv` (a file per type);
+//! - `covenant export --format jsonl` (to `/dev/null`) and `--format csv` (a file per type), each
+//!   on every core (the default) and with `--threads 1`, so the per-core rate is in the same table;
 //!
 //! and, with the ledger started again on that log, `EventLog.Subscribe` catch-up from offset 0
 //! of every partition over gRPC (every envelope received and counted).
@@ -219,12 +220,18 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
     let mut raw_scan = Measurement::new("raw RocksDB iterator over the log, no decode");
     let mut audit = Measurement::new("covenant audit promises --data (JSON report)");
     let mut jsonl = Measurement::new("covenant export --format jsonl");
+    let mut jsonl_one = Measurement::new("covenant export --format jsonl --threads 1");
     let mut csv = Measurement::new("covenant export --format csv (a file per type)");
+    let mut csv_one = Measurement::new("covenant export --format csv --threads 1");
     let mut audit_peaks = Vec::new();
     let mut export_peaks = Vec::new();
     let mut stories = 0;
     for run in 0..args.runs {
-        eprintln!("run {}/{}: raw scan, audit, export jsonl, export csv", run + 1, args.runs);
+        eprintln!(
+            "run {}/{}: raw scan, audit, export jsonl and csv (all cores, one thread)",
+            run + 1,
+            args.runs
+        );
         let (scanned, runs) = raw::scan_runs(&log_dir, ScanWork::Touch, 1, Duration::from_millis(500))?;
         ensure!(scanned == records, "the raw scan saw {scanned} records, the ledger recorded {records}");
         raw_scan.runs.extend(runs);
@@ -251,9 +258,22 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
         )?;
         jsonl.runs.push(Run::new(records, child.elapsed));
         export_peaks.push(child.peak_kib as f64);
+        let child = run_child(
+            &covenant,
+            &["export", "--format", "jsonl", "--data", data_arg, "--out", "/dev/null", "--threads", "1"],
+            None,
+        )?;
+        jsonl_one.runs.push(Run::new(records, child.elapsed));
         let child =
             run_child(&covenant, &["export", "--format", "csv", "--data", data_arg, "--out", csv_arg], None)?;
         csv.runs.push(Run::new(records, child.elapsed));
+        std::fs::remove_dir_all(&csv_dir).ok();
+        let child = run_child(
+            &covenant,
+            &["export", "--format", "csv", "--data", data_arg, "--out", csv_arg, "--threads", "1"],
+            None,
+        )?;
+        csv_one.runs.push(Run::new(records, child.elapsed));
         std::fs::remove_dir_all(&csv_dir).ok();
     }
 
@@ -278,7 +298,9 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
     let rows = [
         (&audit, Some(median(audit_peaks)), true),
         (&jsonl, Some(median(export_peaks)), true),
+        (&jsonl_one, None, false),
         (&csv, None, true),
+        (&csv_one, None, false),
         (&subscribe, None, false),
     ];
     for (measurement, peak, targeted) in rows {
@@ -303,6 +325,22 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
         bench_dir.describe()
     );
     print!("{}", table.render());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    println!(
+        "\nThe exports read and format on every core ({cores} here) unless `--threads 1`; the raw scan \
+         is one thread. Ratios of each run to the raw scan of the same run:\n"
+    );
+    let mut headers = vec!["measurement".to_string()];
+    headers.extend((1..=args.runs).map(|run| format!("run {run}")));
+    let mut runs_table = Table::new(headers);
+    for measurement in [&raw_scan, &audit, &jsonl, &jsonl_one, &csv, &csv_one] {
+        let mut cells = vec![measurement.name.clone()];
+        for (rate, raw) in measurement.rates().into_iter().zip(raw_scan.rates()) {
+            cells.push(format!("{} ({})", thousands(rate), percent(rate, raw)));
+        }
+        runs_table.row(cells);
+    }
+    print!("{}", runs_table.render());
     Ok(())
 }
 

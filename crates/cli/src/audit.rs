@@ -53,7 +53,9 @@ impl SourceArgs {
     /// Opens the source the options name.
     pub(crate) async fn open(&self) -> anyhow::Result<Box<dyn EventSource + Send>> {
         Ok(match (&self.ledger, &self.backup, &self.data) {
-            (Some(url), _, _) => Box::new(LedgerSource::connect(url, &crate::client::token()?).await?),
+            (Some(url), _, _) => {
+                Box::new(LedgerSource::new(crate::client::channel(url, "the ledger").await?))
+            }
             (None, Some(backup), _) => Box::new(open_log(backup.clone(), "--backup").await?),
             (None, None, data) => {
                 let data = data.clone().unwrap_or_else(|| PathBuf::from("data"));

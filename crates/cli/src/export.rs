@@ -13,7 +13,7 @@
 //! they first appeared), then the file is written with the header and every row padded with
 //! empty cells for the columns that appeared after it (a copy, no parsing).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::Range;
@@ -28,6 +28,10 @@ use covenant_domain::Timestamp;
 use crate::audit::{SourceArgs, parse_instant};
 use crate::csv_cells::{CellSink, flatten_payload};
 use crate::event_json::{ENVELOPE_COLUMNS, EnvelopeScratch, envelope_cells, write_public_json};
+
+/// Column indexes by name: foldhash (column names are ours, not an attacker's) instead of SipHash,
+/// which was ~5% of a CSV export.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// JSON lines are handed to the output file in pieces of at least this many bytes.
 const FLUSH_AT: usize = 1 << 20;
@@ -58,6 +62,40 @@ pub(crate) struct ExportArgs {
     /// Only these event types (snake_case; repeat the option for several).
     #[arg(long = "type")]
     types: Vec<String>,
+    /// Threads that read and format a log read in place (`--data`, `--backup`); the files come
+    /// out the same whatever the count. Default: the machine's cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+}
+
+/// JSON lines of one range of the log, formatted on a scanning thread.
+#[derive(Default)]
+struct JsonChunk {
+    lines: Vec<u8>,
+    exported: u64,
+    by_type: BTreeMap<&'static str, u64>,
+    failure: Option<anyhow::Error>,
+}
+
+impl JsonChunk {
+    /// Adds `event` as a line, when it is in the window.
+    fn add(&mut self, args: &ExportArgs, event: &PublicEvent<'_>) {
+        if self.failure.is_some() || !wanted(args, event.occurred_at()) {
+            return;
+        }
+        let start = self.lines.len();
+        match write_public_json(&mut self.lines, event) {
+            Ok(()) => {
+                self.lines.push(b'\n');
+                self.exported += 1;
+                *self.by_type.entry(event.event_type()).or_default() += 1;
+            }
+            Err(error) => {
+                self.lines.truncate(start);
+                self.failure = Some(error.into());
+            }
+        }
+    }
 }
 
 /// What an export wrote.
@@ -66,6 +104,28 @@ struct Written {
     read: u64,
     exported: u64,
     by_type: BTreeMap<&'static str, u64>,
+}
+
+impl Written {
+    /// Adds a chunk's exported events.
+    fn count(&mut self, exported: u64, by_type: BTreeMap<&'static str, u64>) {
+        self.exported += exported;
+        for (event_type, count) in by_type {
+            *self.by_type.entry(event_type).or_default() += count;
+        }
+    }
+}
+
+/// Rows a CSV export from a running ledger (read in order, on one thread) gathers before they
+/// go to their files.
+const SEQUENTIAL_CSV_ROWS: usize = 4_096;
+
+/// The threads of an export of a log read in place: `--threads`, else the machine's cores.
+fn export_threads(args: &ExportArgs) -> usize {
+    args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        usize::from,
+    )
 }
 
 /// One event type's CSV under way: its rows so far in a temporary file, and its payload columns
@@ -100,19 +160,18 @@ struct CsvParts {
     parts: BTreeMap<&'static str, TypeCsv>,
     /// Every part created, removed when the export ends however it ends.
     created: PartFiles,
-    path: String,
-    cells: Vec<Option<Range<usize>>>,
-    text: String,
     record: Vec<u8>,
-    envelope: EnvelopeScratch,
+    /// One row's cells as `(column in the file, the quoted cell in its chunk)`.
+    order: Vec<(usize, Range<usize>)>,
 }
 
-/// Collects one row's payload cells, adding a column the type has not had yet.
+/// Collects one row's payload cells, quoted, adding a column the type has not had yet.
 struct RowCells<'a> {
     columns: &'a mut Vec<String>,
     index: &'a mut HashMap<String, usize>,
-    cells: &'a mut Vec<Option<Range<usize>>>,
-    text: &'a mut String,
+    /// `(column, the quoted cell in bytes)`.
+    cells: &'a mut Vec<(usize, Range<usize>)>,
+    bytes: &'a mut Vec<u8>,
 }
 
 impl CellSink for RowCells<'_> {
@@ -125,12 +184,9 @@ impl CellSink for RowCells<'_> {
                 self.columns.len() - 1
             }
         };
-        if self.cells.len() <= at {
-            self.cells.resize(at + 1, None);
-        }
-        let start = self.text.len();
-        self.text.push_str(value);
-        self.cells[at] = Some(start..self.text.len());
+        let start = self.bytes.len();
+        push_csv_field(self.bytes, value.as_bytes());
+        self.cells.push((at, start..self.bytes.len()));
     }
 }
 
@@ -150,17 +206,105 @@ fn push_csv_field(record: &mut Vec<u8>, field: &[u8]) {
     }
 }
 
+/// The payload columns one event type had in a [`CsvChunk`], in the order they first appeared
+/// there.
+#[derive(Default)]
+struct ChunkColumns {
+    event_type: &'static str,
+    columns: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+/// One row of a [`CsvChunk`].
+struct ChunkRow {
+    /// Its type, in the chunk's `types`.
+    type_slot: usize,
+    /// Its envelope cells, quoted and joined by commas, in the chunk's `bytes`.
+    envelope: Range<usize>,
+    /// Its payload cells, in the chunk's `cells`.
+    cells: Range<usize>,
+}
+
+/// CSV rows of a range of the log, flattened and quoted (on a scanning thread when the log is
+/// read in place); [`CsvParts::merge`] puts them in their types' files in log order. The payload
+/// columns are the chunk's own (numbered as they first appeared in it); the merge maps them to
+/// the file's, so the files come out the same however the log was cut.
+#[derive(Default)]
+struct CsvChunk {
+    types: Vec<ChunkColumns>,
+    rows: Vec<ChunkRow>,
+    /// Every row's payload cells: `(the type's column in this chunk, the quoted cell in bytes)`.
+    cells: Vec<(usize, Range<usize>)>,
+    /// The quoted cells and envelopes, end to end.
+    bytes: Vec<u8>,
+    exported: u64,
+    by_type: BTreeMap<&'static str, u64>,
+    failure: Option<anyhow::Error>,
+    path: String,
+    envelope: EnvelopeScratch,
+}
+
+impl CsvChunk {
+    /// Adds `event`'s row when it is in the window (a failure is kept for the merge).
+    fn add(&mut self, args: &ExportArgs, event: &PublicEvent<'_>) {
+        if self.failure.is_some() || !wanted(args, event.occurred_at()) {
+            return;
+        }
+        match self.push(event) {
+            Ok(()) => {
+                self.exported += 1;
+                *self.by_type.entry(event.event_type()).or_default() += 1;
+            }
+            Err(error) => self.failure = Some(error),
+        }
+    }
+
+    /// Adds `event`'s row.
+    fn push(&mut self, event: &PublicEvent<'_>) -> anyhow::Result<()> {
+        let event_type = event.event_type();
+        let type_slot = match self.types.iter().position(|known| known.event_type == event_type) {
+            Some(slot) => slot,
+            None => {
+                self.types.push(ChunkColumns { event_type, ..ChunkColumns::default() });
+                self.types.len() - 1
+            }
+        };
+        let ChunkColumns { columns, index, .. } = &mut self.types[type_slot];
+        let (bytes_before, first_cell) = (self.bytes.len(), self.cells.len());
+        let mut row = RowCells { columns, index, cells: &mut self.cells, bytes: &mut self.bytes };
+        let flattened = match event {
+            PublicEvent::Owned(event) => flatten_payload(&event.event, &mut self.path, &mut row),
+            PublicEvent::Borrowed(view) => flatten_payload(&view.event, &mut self.path, &mut row),
+        };
+        if let Err(error) = flattened {
+            self.bytes.truncate(bytes_before);
+            self.cells.truncate(first_cell);
+            return Err(error.into());
+        }
+        let cells = first_cell..self.cells.len();
+        let bytes = &mut self.bytes;
+        let start = bytes.len();
+        let mut first = true;
+        envelope_cells(event, &mut self.envelope, &mut |cell| {
+            if !first {
+                bytes.push(b',');
+            }
+            first = false;
+            push_csv_field(bytes, cell.as_bytes());
+        });
+        self.rows.push(ChunkRow { type_slot, envelope: start..bytes.len(), cells });
+        Ok(())
+    }
+}
+
 impl CsvParts {
     fn new(dir: PathBuf) -> Self {
         Self {
             dir,
             parts: BTreeMap::new(),
             created: PartFiles::default(),
-            path: String::new(),
-            cells: Vec::new(),
-            text: String::new(),
             record: Vec::new(),
-            envelope: EnvelopeScratch::default(),
+            order: Vec::new(),
         }
     }
 
@@ -168,51 +312,95 @@ impl CsvParts {
         dir.join(format!(".{event_type}.csv.part"))
     }
 
-    /// Adds the event's row to its type's part: `[bytes: u32 LE][fields: u32 LE][the record]`,
-    /// the record without its line break and without the columns that appeared after it.
+    /// Adds one event's row (what the export does through [`CsvChunk`]s).
+    #[cfg(test)]
     fn add(&mut self, event: &PublicEvent<'_>) -> anyhow::Result<()> {
-        let event_type = event.event_type();
-        if !self.parts.contains_key(event_type) {
-            let path = Self::part_path(&self.dir, event_type);
+        let mut chunk = CsvChunk::default();
+        chunk.push(event)?;
+        self.merge(chunk).map(|_| ())
+    }
+
+    /// The part of `event_type`, created on its first row.
+    fn part(
+        dir: &Path,
+        parts: &mut BTreeMap<&'static str, TypeCsv>,
+        created: &mut PartFiles,
+        event_type: &'static str,
+    ) -> anyhow::Result<()> {
+        if !parts.contains_key(event_type) {
+            let path = Self::part_path(dir, event_type);
             let file = File::create(&path).with_context(|| format!("create {}", path.display()))?;
-            self.created.0.push(path);
-            let part = TypeCsv { part: BufWriter::new(file), columns: Vec::new(), index: HashMap::new() };
-            self.parts.insert(event_type, part);
+            created.0.push(path);
+            let part = TypeCsv { part: BufWriter::new(file), columns: Vec::new(), index: HashMap::default() };
+            parts.insert(event_type, part);
         }
-        let Some(part) = self.parts.get_mut(event_type) else { return Ok(()) };
-        self.cells.clear();
-        self.text.clear();
-        let mut row = RowCells {
-            columns: &mut part.columns,
-            index: &mut part.index,
-            cells: &mut self.cells,
-            text: &mut self.text,
-        };
-        match event {
-            PublicEvent::Owned(event) => flatten_payload(&event.event, &mut self.path, &mut row)?,
-            PublicEvent::Borrowed(view) => flatten_payload(&view.event, &mut self.path, &mut row)?,
-        }
-        self.record.clear();
-        let mut fields = 0u32;
-        envelope_cells(event, &mut self.envelope, &mut |cell| {
-            if fields > 0 {
-                self.record.push(b',');
-            }
-            push_csv_field(&mut self.record, cell.as_bytes());
-            fields += 1;
-        });
-        for cell in &self.cells {
-            self.record.push(b',');
-            if let Some(range) = cell {
-                push_csv_field(&mut self.record, &self.text.as_bytes()[range.clone()]);
-            }
-            fields += 1;
-        }
-        let bytes = u32::try_from(self.record.len()).context("a CSV row over 4 GiB")?;
-        part.part.write_all(&bytes.to_le_bytes())?;
-        part.part.write_all(&fields.to_le_bytes())?;
-        part.part.write_all(&self.record)?;
         Ok(())
+    }
+
+    /// Appends a chunk's rows to their types' parts, each as `[bytes: u32 LE][fields: u32 LE]
+    /// [the record]`: the record without its line break and without the columns that appeared
+    /// after it. The chunk's columns new to a type join its columns in the order they first
+    /// appeared in the chunk — their order in the log, since the chunks come in log order.
+    /// Returns the events the chunk exported, and by type; a chunk's failure is returned.
+    fn merge(&mut self, chunk: CsvChunk) -> anyhow::Result<(u64, BTreeMap<&'static str, u64>)> {
+        if let Some(error) = chunk.failure {
+            return Err(error);
+        }
+        let mut columns_in_file = Vec::with_capacity(chunk.types.len());
+        for local in &chunk.types {
+            Self::part(&self.dir, &mut self.parts, &mut self.created, local.event_type)?;
+            let Some(part) = self.parts.get_mut(local.event_type) else { continue };
+            let map: Vec<usize> = local
+                .columns
+                .iter()
+                .map(|column| match part.index.get(column) {
+                    Some(at) => *at,
+                    None => {
+                        part.columns.push(column.clone());
+                        part.index.insert(column.clone(), part.columns.len() - 1);
+                        part.columns.len() - 1
+                    }
+                })
+                .collect();
+            columns_in_file.push(map);
+        }
+        for row in &chunk.rows {
+            let (Some(local), Some(map)) =
+                (chunk.types.get(row.type_slot), columns_in_file.get(row.type_slot))
+            else {
+                continue;
+            };
+            let Some(part) = self.parts.get_mut(local.event_type) else { continue };
+            self.record.clear();
+            self.record.extend_from_slice(&chunk.bytes[row.envelope.clone()]);
+            let mut fields = ENVELOPE_COLUMNS.len() as u32;
+            self.order.clear();
+            self.order.extend(
+                chunk.cells[row.cells.clone()].iter().map(|(column, cell)| (map[*column], cell.clone())),
+            );
+            // In the file's column order; a column given twice keeps its last cell.
+            self.order.sort_by_key(|(at, _)| *at);
+            let mut next = 0;
+            for (position, (at, cell)) in self.order.iter().enumerate() {
+                if self.order.get(position + 1).is_some_and(|(following, _)| following == at) {
+                    continue;
+                }
+                while next < *at {
+                    self.record.push(b',');
+                    next += 1;
+                    fields += 1;
+                }
+                self.record.push(b',');
+                self.record.extend_from_slice(&chunk.bytes[cell.clone()]);
+                next = at + 1;
+                fields += 1;
+            }
+            let bytes = u32::try_from(self.record.len()).context("a CSV row over 4 GiB")?;
+            part.part.write_all(&bytes.to_le_bytes())?;
+            part.part.write_all(&fields.to_le_bytes())?;
+            part.part.write_all(&self.record)?;
+        }
+        Ok((chunk.exported, chunk.by_type))
     }
 
     /// Writes every part as `<event_type>.csv`: the header (the envelope's columns, then the
@@ -287,8 +475,39 @@ fn run_export(
                         .with_context(|| format!("--out: create {}", args.out.display()))?,
                 )
             };
-            // Lines are written straight into one buffer, handed to `out` a mebibyte at a time.
             let mut out = out;
+            if let Some(log) = source.as_log() {
+                // Formatted on several threads, a range of the log each, written in log order.
+                written.read = log.public_chunks(
+                    types,
+                    export_threads(args),
+                    covenant_audit::sources::PARALLEL_CHUNK,
+                    &JsonChunk::default,
+                    &|chunk, event| chunk.add(args, &event),
+                    &mut |chunk| {
+                        let step = match chunk.failure {
+                            Some(error) => Err(error),
+                            None => out.write_all(&chunk.lines).map_err(anyhow::Error::from),
+                        };
+                        match step {
+                            Ok(()) => {
+                                written.count(chunk.exported, chunk.by_type);
+                                std::ops::ControlFlow::Continue(())
+                            }
+                            Err(error) => {
+                                failure = Some(error);
+                                std::ops::ControlFlow::Break(())
+                            }
+                        }
+                    },
+                )?;
+                out.flush()?;
+                if let Some(error) = failure {
+                    return Err(error);
+                }
+                return Ok((written, vec![args.out.clone()]));
+            }
+            // Lines are written straight into one buffer, handed to `out` a mebibyte at a time.
             let mut buffer = Vec::with_capacity(FLUSH_AT + (64 << 10));
             written.read = source.public_events(types, &mut |event| {
                 if failure.is_some() || !wanted(args, event.occurred_at()) {
@@ -326,18 +545,45 @@ fn run_export(
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("--out: create the directory {}", args.out.display()))?;
             let mut parts = CsvParts::new(args.out.clone());
-            written.read = source.public_events(types, &mut |event| {
-                if failure.is_some() || !wanted(args, event.occurred_at()) {
-                    return;
+            let mut merge = |chunk: CsvChunk| match parts.merge(chunk) {
+                Ok((exported, by_type)) => {
+                    written.count(exported, by_type);
+                    std::ops::ControlFlow::Continue(())
                 }
-                match parts.add(&event) {
-                    Ok(()) => {
-                        written.exported += 1;
-                        *written.by_type.entry(event.event_type()).or_default() += 1;
+                Err(error) => {
+                    failure = Some(error);
+                    std::ops::ControlFlow::Break(())
+                }
+            };
+            let read = match source.as_log() {
+                // Flattened and quoted on several threads, a range of the log each.
+                Some(log) => log.public_chunks(
+                    types,
+                    export_threads(args),
+                    covenant_audit::sources::PARALLEL_CHUNK,
+                    &CsvChunk::default,
+                    &|chunk, event| chunk.add(args, &event),
+                    &mut merge,
+                )?,
+                None => {
+                    let mut chunk = CsvChunk::default();
+                    let mut stopped = false;
+                    let read = source.public_events(types, &mut |event| {
+                        if stopped {
+                            return;
+                        }
+                        chunk.add(args, &event);
+                        if chunk.rows.len() >= SEQUENTIAL_CSV_ROWS || chunk.failure.is_some() {
+                            stopped = merge(std::mem::take(&mut chunk)).is_break();
+                        }
+                    })?;
+                    if !stopped {
+                        let _ = merge(chunk);
                     }
-                    Err(error) => failure = Some(error),
+                    read
                 }
-            })?;
+            };
+            written.read = read;
             if let Some(error) = failure {
                 return Err(error);
             }
@@ -399,6 +645,55 @@ mod tests {
                 grace: Span::from_secs(60),
                 related_ref,
             },
+        }
+    }
+
+    /// The files of every CSV under `dir`, by name.
+    fn csv_files(dir: &Path) -> BTreeMap<String, String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(entry.path()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// However the log is cut into chunks (one per scanning thread's range), the files are the
+    /// same: a chunk's columns are mapped to the file's, new ones in the order they appeared.
+    #[test]
+    fn csv_files_do_not_depend_on_how_the_rows_were_chunked() {
+        use covenant_domain::ids::{ComplaintId, OrderId};
+        let promise = |id: &str| Some(RelatedRef::Promise(PromiseId::new(id).unwrap()));
+        let events: Vec<RecordedEvent> = vec![
+            promise_made(0, None, "plain"),
+            promise_made(1, Some(RelatedRef::Order(OrderId::new("o-1").unwrap())), "order, \"one\""),
+            promise_made(2, None, ""),
+            promise_made(3, promise("p-0"), "line\nbreak"),
+            promise_made(4, Some(RelatedRef::Complaint(ComplaintId::new("c-1").unwrap())), "x"),
+            promise_made(5, promise("p-1"), "y"),
+            promise_made(6, Some(RelatedRef::Order(OrderId::new("o-2").unwrap())), "z"),
+        ];
+        let export = |rows_per_chunk: usize| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut parts = CsvParts::new(dir.path().to_path_buf());
+            for chunk_events in events.chunks(rows_per_chunk) {
+                let mut chunk = CsvChunk::default();
+                for event in chunk_events {
+                    chunk.push(&PublicEvent::Owned(event.clone())).unwrap();
+                }
+                parts.merge(chunk).unwrap();
+            }
+            parts.finish().unwrap();
+            csv_files(dir.path())
+        };
+        let whole = export(events.len());
+        assert!(whole["promise_made.csv"].contains("payload.related_ref.Complaint"), "{whole:?}");
+        for rows_per_chunk in [1, 2, 3, 4] {
+            assert_eq!(export(rows_per_chunk), whole, "chunks of {rows_per_chunk} rows");
         }
     }
 
