@@ -111,6 +111,17 @@ struct Unit {
     records: u64,
 }
 
+/// Runs its function when dropped while the thread panics.
+struct StopOnPanic<'a>(&'a dyn Fn());
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)();
+        }
+    }
+}
+
 /// The hand-off between [`LogSource::public_chunks`]'s workers and its merging caller.
 struct Progress {
     /// Units merged so far; a worker waits before starting a unit this far or more ahead of it.
@@ -168,24 +179,33 @@ impl LogSource {
                 let lock = &lock;
                 let started = std::thread::Builder::new().name(format!("log-scan-{worker}")).spawn_scoped(
                     scope,
-                    move || loop {
-                        let index = next_unit.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(unit) = units.get(index) else { return };
-                        {
-                            let mut progress = lock();
-                            while !progress.stop && index >= progress.merged + window {
-                                progress = advanced
-                                    .wait(progress)
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    move || {
+                        // A worker that panics (in `visit`, say) never sends its unit: stop the
+                        // others, so that none waits for a merge that cannot come and the merge
+                        // sees every sender gone; the scope then passes the panic on.
+                        let _stop_on_panic = StopOnPanic(&|| {
+                            lock().stop = true;
+                            advanced.notify_all();
+                        });
+                        loop {
+                            let index = next_unit.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(unit) = units.get(index) else { return };
+                            {
+                                let mut progress = lock();
+                                while !progress.stop && index >= progress.merged + window {
+                                    progress = advanced
+                                        .wait(progress)
+                                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                                }
+                                if progress.stop {
+                                    return;
+                                }
                             }
-                            if progress.stop {
+                            let outcome = Self::public_unit(reader, types, *unit, new_state, visit);
+                            let failed = outcome.is_err();
+                            if done.send((index, outcome)).is_err() || failed {
                                 return;
                             }
-                        }
-                        let outcome = Self::public_unit(reader, types, *unit, new_state, visit);
-                        let failed = outcome.is_err();
-                        if done.send((index, outcome)).is_err() || failed {
-                            return;
                         }
                     },
                 );

@@ -278,3 +278,41 @@ async fn a_parallel_scan_merges_in_log_order_whatever_the_threads_and_chunks() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_visit_stops_the_parallel_scan_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    let mut writer = Writer { log, commands: 0 };
+    for customer in 0..60 {
+        let customer = format!("panic-{customer}");
+        writer.send(&customer, 0, "support", sample::register(&customer).unwrap()).await;
+    }
+    writer.log.close().await.unwrap();
+
+    let dir = dir.path().to_owned();
+    let (finished, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let source = LogSource::open(&dir).unwrap();
+        let visits = std::sync::atomic::AtomicUsize::new(0);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            source.public_chunks(
+                None,
+                2,
+                1,
+                &|| (),
+                &|(), _event| {
+                    // Past the first units, so that other workers wait on the merge window.
+                    if visits.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 5 {
+                        panic!("a visitor fails");
+                    }
+                },
+                &mut |()| std::ops::ControlFlow::Continue(()),
+            )
+        }));
+        let _ = finished.send(result.is_err());
+    });
+    let panicked =
+        outcome.recv_timeout(std::time::Duration::from_secs(60)).expect("the scan hung after a panic");
+    assert!(panicked, "the visitor's panic reaches the caller");
+}

@@ -11,7 +11,8 @@
 //!   show where the time goes, the same scan decoding into owned events (`scan_partition`), one
 //!   decoding only the envelope (`scan_views`), and a raw iterator that only checks checksums;
 //! - rebuilding standing's projections from that log (chunks of 1,000 records applied as the
-//!   consumer applies them) beside the same raw iterator.
+//!   consumer applies them; the partitions on every core, as `covenant replay` does, and on one
+//!   thread) beside the same raw iterator.
 //!
 //! Every database is created fresh in a temporary directory under `--dir` and removed after
 //! its run; every run is capped at `--max-run-secs`, so the one-fsync-per-event rows append
@@ -228,10 +229,12 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
     let mut raw_scan = Measurement::new("raw iterator, no decode");
     let mut hash_scan = Measurement::new("raw iterator + hash check, no decode");
     let mut rebuild = Measurement::new("rebuild standing's projections");
+    let mut rebuild_one = Measurement::new("rebuild standing's projections, one thread");
     // The measurements take turns, one run each per round, so that a slow spell of this shared
     // machine falls on all of them rather than on one (the ratios compare them).
     let (mut log_records, mut owned_records, mut view_records) = (0, 0, 0);
-    let (mut raw_records, mut hash_records, mut rebuilt_records) = (0, 0, 0);
+    let (mut raw_records, mut hash_records, mut rebuilt_records, mut rebuilt_one) = (0, 0, 0, 0);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     for _ in 0..args.runs {
         add_run(
             &mut log_scan,
@@ -258,9 +261,10 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
             &mut hash_records,
             raw::scan_runs(&read_path, ScanWork::HashCheck, 1, MIN_SCAN_TIME)?,
         );
-        add_run(&mut rebuild, &mut rebuilt_records, rebuild_runs(runtime, &read_path, root, 1)?);
+        add_run(&mut rebuild, &mut rebuilt_records, rebuild_runs(runtime, &read_path, root, 1, cores)?);
+        add_run(&mut rebuild_one, &mut rebuilt_one, rebuild_runs(runtime, &read_path, root, 1, 1)?);
     }
-    for measurement in [&log_scan, &owned_scan, &view_scan, &raw_scan, &hash_scan, &rebuild] {
+    for measurement in [&log_scan, &owned_scan, &view_scan, &raw_scan, &hash_scan, &rebuild, &rebuild_one] {
         for (run, result) in measurement.runs.iter().enumerate() {
             progress(run, args.runs, &measurement.name, result);
         }
@@ -270,13 +274,23 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
         || view_records != log_records
         || owned_records != log_records
         || rebuilt_records != log_records
+        || rebuilt_one != log_records
     {
         bail!(
             "the scans disagree: the log saw {log_records} records, the raw iterator {raw_records}, \
              the hash-checking iterator {hash_records}"
         );
     }
-    Ok(Reads { records: log_records, log_scan, owned_scan, view_scan, raw_scan, hash_scan, rebuild })
+    Ok(Reads {
+        records: log_records,
+        log_scan,
+        owned_scan,
+        view_scan,
+        raw_scan,
+        hash_scan,
+        rebuild,
+        rebuild_one,
+    })
 }
 
 /// Adds a round's runs to `measurement` and notes the records of one pass.
@@ -425,10 +439,16 @@ fn scan_log(
 }
 
 /// Rebuilds standing's projections from the (closed) log at `path` into a fresh store, `runs`
-/// times; returns the records of one rebuild and the runs. Each chunk is read owned (the
-/// projections keep whole events) and applied with its partition's checkpoint, as the consumer
-/// does.
-fn rebuild_runs(runtime: &Runtime, path: &Path, root: &Path, runs: usize) -> Result<(u64, Vec<Run>)> {
+/// times, the partitions on `threads` threads; returns the records of one rebuild and the runs.
+/// Each chunk is read owned (the projections keep whole events) and applied with its
+/// partition's checkpoint, as the consumer does.
+fn rebuild_runs(
+    runtime: &Runtime,
+    path: &Path,
+    root: &Path,
+    runs: usize,
+    threads: usize,
+) -> Result<(u64, Vec<Run>)> {
     const CHUNK: usize = 1000;
     let log = EventLog::open_blocking(
         LogConfig::new(path).with_durability(Durability::Buffered),
@@ -448,9 +468,9 @@ fn rebuild_runs(runtime: &Runtime, path: &Path, root: &Path, runs: usize) -> Res
         )
         .with_context(|| format!("open a standing store at {}", dir.display()))?;
         let start = Instant::now();
-        let mut applied = 0u64;
-        for partition in 0..reader.partition_count() {
+        let applied = reader.on_partitions(threads, &|partition| -> Result<u64> {
             let mut next = 0;
+            let mut applied = 0u64;
             loop {
                 let chunk = reader.read_partition(partition, next, CHUNK)?;
                 let Some(last) = chunk.last() else { break };
@@ -458,7 +478,8 @@ fn rebuild_runs(runtime: &Runtime, path: &Path, root: &Path, runs: usize) -> Res
                 store.apply_events(partition, &chunk).context("apply a chunk to standing")?;
                 applied += chunk.len() as u64;
             }
-        }
+            Ok(applied)
+        })?;
         results.push(Run::new(applied, start.elapsed()));
         records = applied;
         drop(store);
@@ -479,6 +500,7 @@ struct Reads {
     hash_scan: Measurement,
     /// Standing's projections rebuilt from the log.
     rebuild: Measurement,
+    rebuild_one: Measurement,
 }
 
 impl Reads {
@@ -492,6 +514,7 @@ impl Reads {
             raw_scan: Measurement::new("raw iterator, no decode"),
             hash_scan: Measurement::new("raw iterator + hash check, no decode"),
             rebuild: Measurement::new("rebuild standing's projections"),
+            rebuild_one: Measurement::new("rebuild standing's projections, one thread"),
         }
     }
 }
@@ -518,7 +541,7 @@ fn render(
     appends: &[Measurement],
     reads: &Reads,
 ) -> String {
-    let Reads { records, log_scan, owned_scan, view_scan, raw_scan, hash_scan, rebuild } = reads;
+    let Reads { records, log_scan, owned_scan, view_scan, raw_scan, hash_scan, rebuild, rebuild_one } = reads;
     let args = context.args;
     let find_raw = |batch: usize, sync: bool| {
         let label = WriteShape { batch, sync }.label();
@@ -650,11 +673,13 @@ fn render(
     row(
         "rebuilding standing's projections from the log: each partition read in chunks of 1,000 \
          records, applied as the consumer applies them (timeline, customers, promises, complaints, \
-         surveys, checkpoint: one RocksDB WriteBatch per chunk) into a fresh store"
+         surveys, checkpoint: one RocksDB WriteBatch per chunk) into a fresh store, the partitions \
+         on every core (`LogReader::on_partitions`, as `covenant replay` does)"
             .to_string(),
         rebuild,
         true,
     );
+    row("the same rebuild on one thread".to_string(), rebuild_one, false);
     row(
         "(where the time goes) raw iterator + checksum check (`codec::split_record`), no decode".to_string(),
         hash_scan,
@@ -673,11 +698,15 @@ fn render(
     headers.extend((1..=args.runs).map(|run| format!("Run {run}")));
     headers.push("Median".to_string());
     let mut table = Table::new(headers);
-    for measurement in raw_writes
-        .iter()
-        .chain(appends)
-        .chain([log_scan, owned_scan, view_scan, raw_scan, hash_scan, rebuild])
-    {
+    for measurement in raw_writes.iter().chain(appends).chain([
+        log_scan,
+        owned_scan,
+        view_scan,
+        raw_scan,
+        hash_scan,
+        rebuild,
+        rebuild_one,
+    ]) {
         let mut cells = vec![measurement.name.clone(), thousands(measurement.events())];
         cells.extend(measurement.rates().into_iter().map(thousands));
         cells.push(thousands(measurement.rate()));

@@ -630,6 +630,70 @@ impl LogReader {
         Ok(self.shared.current()?.chain_head(partition)?.next_offset)
     }
 
+    /// Runs `work` once for every partition, on up to `threads` threads (each takes the next
+    /// partition when it is done with one, in partition order), and returns the sum of what the
+    /// calls returned. After an error no thread takes another partition; the first error is
+    /// returned once the calls under way have ended. For whole-log jobs whose partitions are
+    /// independent (a customer's events are all in one partition), such as rebuilding a
+    /// projection. Blocking.
+    pub fn on_partitions<E: From<std::io::Error> + Send>(
+        &self,
+        threads: usize,
+        work: &(dyn Fn(u16) -> std::result::Result<u64, E> + Sync),
+    ) -> std::result::Result<u64, E> {
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        let partitions = u32::from(self.partition_count());
+        let next = AtomicU32::new(0);
+        let failed = AtomicBool::new(false);
+        let worker = || -> std::result::Result<u64, E> {
+            let mut total = 0u64;
+            while !failed.load(Ordering::Relaxed) {
+                let partition = next.fetch_add(1, Ordering::Relaxed);
+                let Ok(partition) = u16::try_from(partition) else { break };
+                if u32::from(partition) >= partitions {
+                    break;
+                }
+                match work(partition) {
+                    Ok(done) => total += done,
+                    Err(error) => {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(error);
+                    }
+                }
+            }
+            Ok(total)
+        };
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            let mut first_error = None;
+            let wanted = threads.clamp(1, usize::try_from(partitions).unwrap_or(1).max(1));
+            for index in 0..wanted {
+                match std::thread::Builder::new()
+                    .name(format!("log-partitions-{index}"))
+                    .spawn_scoped(scope, worker)
+                {
+                    Ok(handle) => handles.push(handle),
+                    Err(error) => {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error = Some(E::from(error));
+                        break;
+                    }
+                }
+            }
+            let mut total = 0u64;
+            for handle in handles {
+                match handle.join() {
+                    Ok(Ok(done)) => total += done,
+                    Ok(Err(error)) => {
+                        first_error.get_or_insert(error);
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            first_error.map_or(Ok(total), Err)
+        })
+    }
+
     /// Walks every partition's hash chain and reports the first bad record of each.
     pub fn verify(&self) -> Result<Vec<PartitionVerification>> {
         let store = self.shared.current()?;

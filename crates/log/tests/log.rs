@@ -418,3 +418,31 @@ async fn streams_read_together_equal_each_stream_read_alone() {
     assert!(together[3].is_empty());
     assert!(together.iter().map(Vec::len).sum::<usize>() > names.len() * 3);
 }
+
+#[tokio::test]
+async fn on_partitions_runs_each_partition_once_and_stops_at_the_first_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 7).await;
+    let reader = log.reader();
+    for threads in [1, 3, 16] {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let total = reader
+            .on_partitions(threads, &|partition| -> Result<u64, std::io::Error> {
+                seen.lock().unwrap().push(partition);
+                Ok(u64::from(partition) + 1)
+            })
+            .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..7).collect::<Vec<u16>>(), "{threads} threads");
+        assert_eq!(total, (1..=7).sum::<u64>());
+    }
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let failed = reader.on_partitions(1, &|partition| -> Result<u64, std::io::Error> {
+        taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if partition == 2 { Err(std::io::Error::other("partition 2 failed")) } else { Ok(1) }
+    });
+    assert_eq!(failed.unwrap_err().to_string(), "partition 2 failed");
+    assert_eq!(taken.into_inner(), 3, "no partition is taken after an error");
+    log.close().await.unwrap();
+}
