@@ -264,7 +264,17 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
         add_run(&mut rebuild, &mut rebuilt_records, rebuild_runs(runtime, &read_path, root, 1, cores)?);
         add_run(&mut rebuild_one, &mut rebuilt_one, rebuild_runs(runtime, &read_path, root, 1, 1)?);
     }
-    for measurement in [&log_scan, &owned_scan, &view_scan, &raw_scan, &hash_scan, &rebuild, &rebuild_one] {
+    let reads = Reads {
+        records: log_records,
+        log_scan,
+        owned_scan,
+        view_scan,
+        raw_scan,
+        hash_scan,
+        rebuild,
+        rebuild_one,
+    };
+    for measurement in reads.measurements() {
         for (run, result) in measurement.runs.iter().enumerate() {
             progress(run, args.runs, &measurement.name, result);
         }
@@ -277,20 +287,12 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
         || rebuilt_one != log_records
     {
         bail!(
-            "the scans disagree: the log saw {log_records} records, the raw iterator {raw_records}, \
-             the hash-checking iterator {hash_records}"
+            "the scans disagree: the log saw {log_records} records (owned {owned_records}, views \
+             {view_records}), the raw iterator {raw_records}, the hash-checking iterator \
+             {hash_records}, the rebuilds {rebuilt_records} and {rebuilt_one} (one thread)"
         );
     }
-    Ok(Reads {
-        records: log_records,
-        log_scan,
-        owned_scan,
-        view_scan,
-        raw_scan,
-        hash_scan,
-        rebuild,
-        rebuild_one,
-    })
+    Ok(reads)
 }
 
 /// Adds a round's runs to `measurement` and notes the records of one pass.
@@ -504,6 +506,19 @@ struct Reads {
 }
 
 impl Reads {
+    /// Every read measurement, in the report's order.
+    fn measurements(&self) -> [&Measurement; 7] {
+        [
+            &self.log_scan,
+            &self.owned_scan,
+            &self.view_scan,
+            &self.raw_scan,
+            &self.hash_scan,
+            &self.rebuild,
+            &self.rebuild_one,
+        ]
+    }
+
     /// The scans were not selected: every figure is empty.
     fn skipped() -> Self {
         Self {
@@ -698,15 +713,7 @@ fn render(
     headers.extend((1..=args.runs).map(|run| format!("Run {run}")));
     headers.push("Median".to_string());
     let mut table = Table::new(headers);
-    for measurement in raw_writes.iter().chain(appends).chain([
-        log_scan,
-        owned_scan,
-        view_scan,
-        raw_scan,
-        hash_scan,
-        rebuild,
-        rebuild_one,
-    ]) {
+    for measurement in raw_writes.iter().chain(appends).chain(reads.measurements()) {
         let mut cells = vec![measurement.name.clone(), thousands(measurement.events())];
         cells.extend(measurement.rates().into_iter().map(thousands));
         cells.push(thousands(measurement.rate()));

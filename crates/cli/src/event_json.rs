@@ -143,21 +143,29 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, text: &str) -> serde_json::Resul
     }
 }
 
+/// `0x01` in every byte of a word.
+const WORD_ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word.
+const WORD_HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// Nonzero when one of the eight bytes of `word` is `byte` (the "has zero byte" trick on the word
+/// xor the byte repeated; exact as a yes/no answer). Shared by the JSON escaping check and the
+/// CSV quoting check (`export::needs_quotes`).
+pub(crate) fn word_has_byte(word: u64, byte: u8) -> u64 {
+    let matched = word ^ (WORD_ONES * u64::from(byte));
+    matched.wrapping_sub(WORD_ONES) & !matched & WORD_HIGH_BITS
+}
+
 /// True when JSON needs none of `bytes` escaped: no control character (below 0x20), no quote, no
 /// backslash (what serde_json escapes). Eight bytes at a time: each test below sets a byte's high
 /// bit when the byte matches (the "has less than" and "has zero byte" word tricks, exact as
 /// yes/no answers); bytes of 0x80 and above (UTF-8 beyond ASCII) never match.
 fn needs_no_escaping(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGH_BITS;
     let mut words = bytes.chunks_exact(8);
     for chunk in &mut words {
         let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes) else { return false };
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS;
-        let quote = has_zero_byte(word ^ (ONES * u64::from(b'"')));
-        let backslash = has_zero_byte(word ^ (ONES * u64::from(b'\\')));
-        if control | quote | backslash != 0 {
+        let control = word.wrapping_sub(WORD_ONES * 0x20) & !word & WORD_HIGH_BITS;
+        if control | word_has_byte(word, b'"') | word_has_byte(word, b'\\') != 0 {
             return false;
         }
     }

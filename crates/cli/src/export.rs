@@ -27,13 +27,16 @@ use covenant_domain::Timestamp;
 
 use crate::audit::{SourceArgs, parse_instant};
 use crate::csv_cells::{CellSink, flatten_payload};
-use crate::event_json::{ENVELOPE_COLUMNS, EnvelopeScratch, envelope_cells, write_public_json};
+use crate::event_json::{
+    ENVELOPE_COLUMNS, EnvelopeScratch, envelope_cells, word_has_byte, write_public_json,
+};
 
 /// Column indexes by name: foldhash (column names are ours, not an attacker's) instead of SipHash,
 /// which was ~5% of a CSV export.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// JSON lines are handed to the output file in pieces of at least this many bytes.
+/// JSON lines of an export from a running ledger are handed to the output file in pieces of at
+/// least this many bytes.
 const FLUSH_AT: usize = 1 << 20;
 
 /// The file format.
@@ -68,6 +71,14 @@ pub(crate) struct ExportArgs {
     threads: Option<u16>,
 }
 
+/// What an export formats its events into, a chunk at a time: [`JsonChunk`], [`CsvChunk`].
+trait ExportChunk: Default + Send {
+    /// Adds `event` when it is in the window (a failure is kept for the merge).
+    fn add(&mut self, args: &ExportArgs, event: &PublicEvent<'_>);
+    /// Whether a chunk formatted on the calling thread should be merged now.
+    fn full(&self) -> bool;
+}
+
 /// JSON lines of one range of the log, formatted on a scanning thread.
 #[derive(Default)]
 struct JsonChunk {
@@ -77,7 +88,7 @@ struct JsonChunk {
     failure: Option<anyhow::Error>,
 }
 
-impl JsonChunk {
+impl ExportChunk for JsonChunk {
     /// Adds `event` as a line, when it is in the window.
     fn add(&mut self, args: &ExportArgs, event: &PublicEvent<'_>) {
         if self.failure.is_some() || !wanted(args, event.occurred_at()) {
@@ -95,6 +106,10 @@ impl JsonChunk {
                 self.failure = Some(error.into());
             }
         }
+    }
+
+    fn full(&self) -> bool {
+        self.lines.len() >= FLUSH_AT || self.failure.is_some()
     }
 }
 
@@ -117,7 +132,7 @@ impl Written {
 }
 
 /// Rows a CSV export from a running ledger (read in order, on one thread) gathers before they
-/// go to their files.
+/// go to their files (JSON lines: [`FLUSH_AT`] bytes).
 const SEQUENTIAL_CSV_ROWS: usize = 4_096;
 
 /// The threads of an export of a log read in place: `--threads`, else the machine's cores.
@@ -206,19 +221,16 @@ impl CellSink for RowCells<'_> {
 }
 
 /// True when a CSV field must be quoted: it holds a comma, a quote or a line break. Eight bytes
-/// at a time (the "has zero byte" word trick on the word xor each special byte, exact as a yes/no
-/// answer), as `event_json`'s escaping check.
+/// at a time, with the word test of `event_json`'s escaping check.
 fn needs_quotes(field: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    let has_byte = |word: u64, byte: u8| {
-        let matched = word ^ (ONES * u64::from(byte));
-        matched.wrapping_sub(ONES) & !matched & HIGH_BITS
-    };
     let mut words = field.chunks_exact(8);
     for chunk in &mut words {
         let Ok(word) = <[u8; 8]>::try_from(chunk).map(u64::from_le_bytes) else { return true };
-        if has_byte(word, b',') | has_byte(word, b'"') | has_byte(word, b'\n') | has_byte(word, b'\r') != 0 {
+        let special = word_has_byte(word, b',')
+            | word_has_byte(word, b'"')
+            | word_has_byte(word, b'\n')
+            | word_has_byte(word, b'\r');
+        if special != 0 {
             return true;
         }
     }
@@ -282,20 +294,6 @@ struct CsvChunk {
 }
 
 impl CsvChunk {
-    /// Adds `event`'s row when it is in the window (a failure is kept for the merge).
-    fn add(&mut self, args: &ExportArgs, event: &PublicEvent<'_>) {
-        if self.failure.is_some() || !wanted(args, event.occurred_at()) {
-            return;
-        }
-        match self.push(event) {
-            Ok(()) => {
-                self.exported += 1;
-                *self.by_type.entry(event.event_type()).or_default() += 1;
-            }
-            Err(error) => self.failure = Some(error),
-        }
-    }
-
     /// Adds `event`'s row.
     fn push(&mut self, event: &PublicEvent<'_>) -> anyhow::Result<()> {
         let event_type = event.event_type();
@@ -334,6 +332,26 @@ impl CsvChunk {
         });
         self.rows.push(ChunkRow { type_slot, envelope: start..bytes.len(), cells });
         Ok(())
+    }
+}
+
+impl ExportChunk for CsvChunk {
+    /// Adds `event`'s row when it is in the window (a failure is kept for the merge).
+    fn add(&mut self, args: &ExportArgs, event: &PublicEvent<'_>) {
+        if self.failure.is_some() || !wanted(args, event.occurred_at()) {
+            return;
+        }
+        match self.push(event) {
+            Ok(()) => {
+                self.exported += 1;
+                *self.by_type.entry(event.event_type()).or_default() += 1;
+            }
+            Err(error) => self.failure = Some(error),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.rows.len() >= SEQUENTIAL_CSV_ROWS || self.failure.is_some()
     }
 }
 
@@ -535,6 +553,43 @@ fn wanted(args: &ExportArgs, at: Timestamp) -> bool {
     args.from.is_none_or(|from| at >= from) && args.to.is_none_or(|to| at < to)
 }
 
+/// Formats the source's public events (of `types`) into chunks and hands each to `merge` in log
+/// order, until `merge` answers `Break`: a log read in place on the export's threads
+/// (`LogSource::public_chunks`), another source (a running ledger) on this thread, a chunk
+/// merged whenever it is full. Returns the records read.
+fn export_chunks<C: ExportChunk>(
+    args: &ExportArgs,
+    source: &mut dyn EventSource,
+    types: Option<&[&str]>,
+    merge: &mut dyn FnMut(C) -> std::ops::ControlFlow<()>,
+) -> anyhow::Result<u64> {
+    if let Some(log) = source.as_log() {
+        return Ok(log.public_chunks(
+            types,
+            export_threads(args),
+            covenant_audit::sources::PARALLEL_CHUNK,
+            &C::default,
+            &|chunk, event| chunk.add(args, &event),
+            merge,
+        )?);
+    }
+    let mut chunk = C::default();
+    let mut stopped = false;
+    let read = source.public_events(types, &mut |event| {
+        if stopped {
+            return;
+        }
+        chunk.add(args, &event);
+        if chunk.full() {
+            stopped = merge(std::mem::take(&mut chunk)).is_break();
+        }
+    })?;
+    if !stopped {
+        let _ = merge(chunk);
+    }
+    Ok(read)
+}
+
 fn run_export(
     args: &ExportArgs,
     source: &mut dyn EventSource,
@@ -553,65 +608,24 @@ fn run_export(
                 )
             };
             let mut out = out;
-            if let Some(log) = source.as_log() {
-                // Formatted on several threads, a range of the log each, written in log order.
-                written.read = log.public_chunks(
-                    types,
-                    export_threads(args),
-                    covenant_audit::sources::PARALLEL_CHUNK,
-                    &JsonChunk::default,
-                    &|chunk, event| chunk.add(args, &event),
-                    &mut |chunk| {
-                        let step = match chunk.failure {
-                            Some(error) => Err(error),
-                            None => out.write_all(&chunk.lines).map_err(anyhow::Error::from),
-                        };
-                        match step {
-                            Ok(()) => {
-                                written.count(chunk.exported, chunk.by_type);
-                                std::ops::ControlFlow::Continue(())
-                            }
-                            Err(error) => {
-                                failure = Some(error);
-                                std::ops::ControlFlow::Break(())
-                            }
-                        }
-                    },
-                )?;
-                out.flush()?;
-                if let Some(error) = failure {
-                    return Err(error);
-                }
-                return Ok((written, vec![args.out.clone()]));
-            }
-            // Lines are written straight into one buffer, handed to `out` a mebibyte at a time.
-            let mut buffer = Vec::with_capacity(FLUSH_AT + (64 << 10));
-            written.read = source.public_events(types, &mut |event| {
-                if failure.is_some() || !wanted(args, event.occurred_at()) {
-                    return;
-                }
-                let start = buffer.len();
-                let step =
-                    write_public_json(&mut buffer, &event).map_err(anyhow::Error::from).and_then(|()| {
-                        buffer.push(b'\n');
-                        if buffer.len() >= FLUSH_AT {
-                            out.write_all(&buffer)?;
-                            buffer.clear();
-                        }
-                        Ok(event.event_type())
-                    });
+            let mut merge = |chunk: JsonChunk| {
+                let step = match chunk.failure {
+                    Some(error) => Err(error),
+                    None => out.write_all(&chunk.lines).map_err(anyhow::Error::from),
+                };
                 match step {
-                    Ok(event_type) => {
-                        written.exported += 1;
-                        *written.by_type.entry(event_type).or_default() += 1;
+                    Ok(()) => {
+                        written.count(chunk.exported, chunk.by_type);
+                        std::ops::ControlFlow::Continue(())
                     }
                     Err(error) => {
-                        buffer.truncate(start.min(buffer.len()));
-                        failure = Some(error)
+                        failure = Some(error);
+                        std::ops::ControlFlow::Break(())
                     }
                 }
-            })?;
-            out.write_all(&buffer)?;
+            };
+            let read = export_chunks(args, source, types, &mut merge)?;
+            written.read = read;
             out.flush()?;
             if let Some(error) = failure {
                 return Err(error);
@@ -632,34 +646,7 @@ fn run_export(
                     std::ops::ControlFlow::Break(())
                 }
             };
-            let read = match source.as_log() {
-                // Flattened and quoted on several threads, a range of the log each.
-                Some(log) => log.public_chunks(
-                    types,
-                    export_threads(args),
-                    covenant_audit::sources::PARALLEL_CHUNK,
-                    &CsvChunk::default,
-                    &|chunk, event| chunk.add(args, &event),
-                    &mut merge,
-                )?,
-                None => {
-                    let mut chunk = CsvChunk::default();
-                    let mut stopped = false;
-                    let read = source.public_events(types, &mut |event| {
-                        if stopped {
-                            return;
-                        }
-                        chunk.add(args, &event);
-                        if chunk.rows.len() >= SEQUENTIAL_CSV_ROWS || chunk.failure.is_some() {
-                            stopped = merge(std::mem::take(&mut chunk)).is_break();
-                        }
-                    })?;
-                    if !stopped {
-                        let _ = merge(chunk);
-                    }
-                    read
-                }
-            };
+            let read = export_chunks(args, source, types, &mut merge)?;
             written.read = read;
             if let Some(error) = failure {
                 return Err(error);
