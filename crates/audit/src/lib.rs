@@ -2,12 +2,16 @@
 //! directory or a backup opened read-only, or a running ledger over gRPC) and runs the two
 //! passes of `covenant_domain::audit`:
 //!
-//! 1. every promise event of the log through a [`PromiseBook`] (only open promises are held),
-//!    counting each settled or silently broken promise that passes the [`AuditFilter`] into a
-//!    [`Summary`] and remembering which customers have broken ones;
-//! 2. the whole stream of each such customer, one at a time, for the [`PromiseStory`]s.
+//! 1. every promise event through a [`PromiseBook`] (only open promises are held), counting each
+//!    settled or silently broken promise that passes the [`AuditFilter`] into a [`Summary`] and
+//!    remembering which customers have broken ones;
+//! 2. the whole streams of those customers, a batch at a time, for the [`PromiseStory`]s.
 //!
-//! Memory is bounded by the open and the broken promises, never by the log.
+//! A log read in place ([`LogSource`]) is audited a partition at a time, on several threads:
+//! a partition holds whole customer streams, so each one's two passes need nothing from the
+//! others, and the partitions' summaries and stories merge into the same report as one pass over
+//! everything (a test compares them). Memory is bounded by the open and the broken promises of
+//! the partitions in hand and the stories told, never by the log.
 //!
 //! The [`EventSource`]s ([`sources`]) also serve `covenant export`.
 
@@ -24,7 +28,7 @@ use covenant_domain::trust::TrustParams;
 use covenant_domain::views::RecordedEventView;
 use covenant_domain::{RecordedEvent, Timestamp};
 
-pub use sources::{LedgerSource, LogSource};
+pub use sources::{LedgerSource, LogSource, PartitionPasses};
 
 /// What can stop an audit.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +38,7 @@ pub enum AuditError {
     #[error("the ledger answered {code:?}: {message}")]
     Ledger { code: tonic::Code, message: String },
     #[error("could not start a thread to scan the log: {0}")]
-    Thread(std::io::Error),
+    Thread(#[from] std::io::Error),
     #[error("the ledger sent an event this audit cannot read: {0}")]
     Convert(#[from] covenant_proto::convert::ConvertError),
 }
@@ -153,7 +157,7 @@ impl AuditFilter {
 }
 
 /// What an audit found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditReport {
     /// The instant silent breaks, lateness and lifecycles are judged at.
     pub as_of: Timestamp,
@@ -179,14 +183,134 @@ impl AuditReport {
     }
 }
 
-/// Runs the audit of `source` at `as_of`.
+/// The models the stories are told with.
+#[derive(Debug, Clone, Copy)]
+pub struct Models<'a> {
+    pub trust: &'a TrustParams,
+    pub loyalty: &'a LoyaltyParams,
+}
+
+/// Runs the audit of `source` at `as_of`. A log read in place is audited a partition at a time
+/// (each holds whole customer streams) on up to `threads` threads; the report is the same
+/// whatever the count. Memory: the open promises and the stories of the partitions in hand.
 pub fn audit(
     source: &mut dyn EventSource,
     filter: &AuditFilter,
     as_of: Timestamp,
-    trust: &TrustParams,
-    loyalty: &LoyaltyParams,
+    models: Models<'_>,
+    threads: usize,
 ) -> Result<AuditReport> {
+    let share = if let (None, Some(log)) = (&filter.customer, source.as_log()) {
+        audit_partitions(log, filter, as_of, models, threads)?
+    } else if let Some(customer) = &filter.customer {
+        audit_share(
+            source,
+            filter,
+            as_of,
+            models,
+            |source, visit| {
+                let history = source.stream(customer)?;
+                let read = history.len() as u64;
+                history.into_iter().for_each(visit);
+                Ok(read)
+            },
+            |source, customers, visit| source.streams(customers, visit),
+        )?
+    } else {
+        audit_share(
+            source,
+            filter,
+            as_of,
+            models,
+            |source, visit| source.promise_events(visit),
+            |source, customers, visit| source.streams(customers, visit),
+        )?
+    };
+    Ok(share.into_report(as_of))
+}
+
+/// Every partition of `log` through [`audit_share`], on up to `threads` threads, merged.
+fn audit_partitions(
+    log: &LogSource,
+    filter: &AuditFilter,
+    as_of: Timestamp,
+    models: Models<'_>,
+    threads: usize,
+) -> Result<Share> {
+    let shares = std::sync::Mutex::new(BTreeMap::new());
+    log.on_partitions(threads, &|partition| {
+        let share = audit_share(
+            log.partition_passes(partition),
+            filter,
+            as_of,
+            models,
+            |passes, visit| passes.promise_events(visit),
+            |passes, customers, visit| passes.streams(customers, visit),
+        )?;
+        tracing::debug!(
+            partition,
+            records = share.records_read,
+            stories = share.stories.len(),
+            "partition audited"
+        );
+        shares.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(partition, share);
+        Ok(0)
+    })?;
+    let mut whole = Share::default();
+    for (_, share) in shares.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+        whole.merge(share);
+    }
+    Ok(whole)
+}
+
+/// What the audit of some customers (a partition, a whole source, one customer) found.
+#[derive(Debug, Default)]
+struct Share {
+    records_read: u64,
+    judged: u64,
+    pending: u64,
+    summary: Summary,
+    stories: Vec<PromiseStory>,
+}
+
+impl Share {
+    fn merge(&mut self, other: Share) {
+        self.records_read += other.records_read;
+        self.judged += other.judged;
+        self.pending += other.pending;
+        self.summary.merge(other.summary);
+        self.stories.extend(other.stories);
+    }
+
+    fn into_report(mut self, as_of: Timestamp) -> AuditReport {
+        self.stories.sort_by(|a, b| {
+            (a.broke_at(), &a.customer_id, &a.promise_id).cmp(&(b.broke_at(), &b.customer_id, &b.promise_id))
+        });
+        AuditReport {
+            as_of,
+            records_read: self.records_read,
+            promises_judged: self.judged,
+            promises_pending: self.pending,
+            stories: self.stories,
+            overall: self.summary.overall(),
+            by_team: self.summary.by(SummaryGroup::Team),
+            by_agent: self.summary.by(SummaryGroup::Agent),
+            by_kind: self.summary.by(SummaryGroup::PromiseKind),
+        }
+    }
+}
+
+/// The two passes over some customers' history: `first_pass` visits their promise events (each
+/// customer's in stream order) and returns the records it read; `second_pass` visits the whole
+/// streams of the customers it is given.
+fn audit_share<S>(
+    mut source: S,
+    filter: &AuditFilter,
+    as_of: Timestamp,
+    models: Models<'_>,
+    first_pass: impl FnOnce(&mut S, &mut dyn FnMut(RecordedEvent)) -> Result<u64>,
+    second_pass: impl FnOnce(&mut S, &[CustomerId], &mut dyn FnMut(&CustomerId, Vec<RecordedEvent>)) -> Result<()>,
+) -> Result<Share> {
     let mut book = PromiseBook::new();
     let mut summary = Summary::new();
     let mut broken: BTreeMap<CustomerId, BTreeSet<PromiseId>> = BTreeMap::new();
@@ -201,51 +325,26 @@ pub fn audit(
             broken.entry(promise.customer_id).or_default().insert(promise.promise_id);
         }
     };
-    let records_read = match &filter.customer {
-        Some(customer) => {
-            let history = source.stream(customer)?;
-            let read = history.len() as u64;
-            for event in history {
-                if let Some(settled) = book.apply(&event) {
-                    consider(settled, &mut summary);
-                }
-            }
-            read
+    let records_read = first_pass(&mut source, &mut |event| {
+        if let Some(settled) = book.apply(&event) {
+            consider(settled, &mut summary);
         }
-        None => source.promise_events(&mut |event| {
-            if let Some(settled) = book.apply(&event) {
-                consider(settled, &mut summary);
-            }
-        })?,
-    };
+    })?;
     let (silent, pending) = book.finish(as_of);
     for promise in silent {
         consider(promise, &mut summary);
     }
-    tracing::info!(records_read, judged, customers = broken.len(), "first pass done");
+    tracing::debug!(records_read, judged, customers = broken.len(), "first pass done");
 
     let mut told = Vec::new();
     let customers: Vec<CustomerId> = broken.keys().cloned().collect();
-    source.streams(&customers, &mut |customer, history| {
+    second_pass(&mut source, &customers, &mut |customer, history| {
         let Some(promises) = broken.get(customer) else { return };
         let wanted = |promise: &PromiseId| promises.contains(promise);
-        for story in stories(&history, as_of, Some(&wanted), trust, loyalty) {
+        for story in stories(&history, as_of, Some(&wanted), models.trust, models.loyalty) {
             summary.add_story(&story);
             told.push(story);
         }
     })?;
-    told.sort_by(|a, b| {
-        (a.broke_at(), &a.customer_id, &a.promise_id).cmp(&(b.broke_at(), &b.customer_id, &b.promise_id))
-    });
-    Ok(AuditReport {
-        as_of,
-        records_read,
-        promises_judged: judged,
-        promises_pending: pending,
-        stories: told,
-        overall: summary.overall(),
-        by_team: summary.by(SummaryGroup::Team),
-        by_agent: summary.by(SummaryGroup::Agent),
-        by_kind: summary.by(SummaryGroup::PromiseKind),
-    })
+    Ok(Share { records_read, judged, pending, summary, stories: told })
 }

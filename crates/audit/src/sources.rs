@@ -19,18 +19,21 @@ use covenant_domain::ids::CustomerId;
 use covenant_domain::views::RecordedEventView;
 use covenant_domain::{DomainError, Position, RecordedEvent};
 use covenant_log::LogReader;
-use covenant_log::codec::RecordView;
+use covenant_log::codec::{self, RecordView};
 use covenant_proto::v1::{self, event_log_client::EventLogClient};
 use tokio::runtime::Handle;
 
 use crate::{AuditError, EventSource, PublicEvent, Result};
+
+/// Customer-keyed maps of the audit's passes (looked up once per record scanned).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Records one read of the log covers.
 const CHUNK: usize = 10_000;
 
 /// Events of the streams read together by [`LogSource`]'s `streams` (what bounds the audit's
 /// memory in its second pass, with the longest single stream).
-const STREAMS_BATCH_EVENTS: u64 = 50_000;
+const STREAMS_BATCH_EVENTS: u64 = 131_072;
 
 /// A log directory or a backup, read-only.
 #[derive(Debug)]
@@ -51,17 +54,25 @@ impl LogSource {
     fn chunks(&mut self, chunk: &mut dyn FnMut(&LogReader, u16, u64) -> Result<usize>) -> Result<u64> {
         let mut read = 0u64;
         for partition in 0..self.reader.partition_count() {
-            let mut from = 0u64;
-            loop {
-                let visited = chunk(&self.reader, partition, from)?;
-                read += visited as u64;
-                from += visited as u64;
-                if visited < CHUNK {
-                    break;
-                }
-            }
+            read += self.partition_chunks(partition, chunk)?;
         }
         Ok(read)
+    }
+
+    /// [`Self::chunks`] of one partition.
+    fn partition_chunks(
+        &self,
+        partition: u16,
+        chunk: &mut dyn FnMut(&LogReader, u16, u64) -> Result<usize>,
+    ) -> Result<u64> {
+        let mut from = 0u64;
+        loop {
+            let visited = chunk(&self.reader, partition, from)?;
+            from += visited as u64;
+            if visited < CHUNK {
+                return Ok(from);
+            }
+        }
     }
 
     /// Visits every record whose type is in `types` (all when `None`), partition by partition in
@@ -72,7 +83,21 @@ impl LogSource {
         types: Option<&[&str]>,
         visit: &mut dyn FnMut(&RecordView<'_>) -> covenant_log::Result<()>,
     ) -> Result<u64> {
-        self.chunks(&mut |reader, partition, from| {
+        let mut read = 0;
+        for partition in 0..self.reader.partition_count() {
+            read += self.scan_partition(partition, types, visit)?;
+        }
+        Ok(read)
+    }
+
+    /// [`Self::scan`] of one partition.
+    fn scan_partition(
+        &self,
+        partition: u16,
+        types: Option<&[&str]>,
+        visit: &mut dyn FnMut(&RecordView<'_>) -> covenant_log::Result<()>,
+    ) -> Result<u64> {
+        self.partition_chunks(partition, &mut |reader, partition, from| {
             let mut failed = None;
             let visited = reader.scan_views(partition, from, CHUNK, |record| {
                 if failed.is_none() && types.is_none_or(|types| types.contains(&record.event_type())) {
@@ -84,6 +109,47 @@ impl LogSource {
                 None => Ok(visited),
             }
         })
+    }
+
+    /// The partitions of the log (each holds whole customer streams).
+    pub fn partition_count(&self) -> u16 {
+        self.reader.partition_count()
+    }
+
+    /// Runs `work` for every partition on up to `threads` threads (each takes the next
+    /// partition; the first error stops the taking) and returns the sum of what the jobs return
+    /// (`LogReader::on_partitions`).
+    pub fn on_partitions(&self, threads: usize, work: &(dyn Fn(u16) -> Result<u64> + Sync)) -> Result<u64> {
+        self.reader.on_partitions(threads, work)
+    }
+
+    /// One partition, read as the audit's two passes read it ([`PartitionPasses`]).
+    pub fn partition_passes(&self, partition: u16) -> PartitionPasses<'_> {
+        PartitionPasses { log: self, partition, spans: HashMap::default() }
+    }
+
+    /// The whole streams of `customers`, as [`EventSource::streams`], through a shared
+    /// reference (several threads can read at once).
+    pub fn read_streams(
+        &self,
+        customers: &[CustomerId],
+        visit: &mut dyn FnMut(&CustomerId, Vec<RecordedEvent>),
+    ) -> Result<()> {
+        let mut start = 0;
+        while start < customers.len() {
+            let mut end = start;
+            let mut events = 0u64;
+            while end < customers.len() && (end == start || events < STREAMS_BATCH_EVENTS) {
+                events += self.reader.stream_version(&customers[end])?;
+                end += 1;
+            }
+            let batch = &customers[start..end];
+            for (customer, stream) in batch.iter().zip(self.reader.read_streams(batch)?) {
+                visit(customer, stream);
+            }
+            start = end;
+        }
+        Ok(())
     }
 
     /// The public event of a record's view: the view itself unless it holds personal data (only
@@ -353,19 +419,149 @@ impl EventSource for LogSource {
         customers: &[CustomerId],
         visit: &mut dyn FnMut(&CustomerId, Vec<RecordedEvent>),
     ) -> Result<()> {
+        self.read_streams(customers, visit)
+    }
+}
+
+/// Where one customer's events lie in a partition, as a scan saw them.
+#[derive(Debug, Clone, Copy)]
+struct StreamSpan {
+    first: u64,
+    last: u64,
+    /// The stream version of the last event: the stream's length.
+    events: u64,
+}
+
+/// One partition of a log read in place, read by the audit's two passes: the first visits every
+/// promise event and notes where each customer's events lie (one small entry per customer of
+/// the partition); the second reads the streams of the customers it is given a batch at a
+/// time, by walking the part of the partition their events lie in when they are at least one
+/// record in [`WALK_SPREAD`] of it, and through the stream index otherwise. Walking spares a
+/// stream-index read per customer and a lookup per event.
+#[derive(Debug)]
+pub struct PartitionPasses<'a> {
+    log: &'a LogSource,
+    partition: u16,
+    spans: HashMap<Box<str>, StreamSpan>,
+}
+
+/// The second pass walks a batch's range when it holds at least one of the batch's records in
+/// this many.
+const WALK_SPREAD: u64 = 6;
+
+impl PartitionPasses<'_> {
+    /// Visits every promise event (`covenant_domain::audit::PROMISE_EVENT_TYPES`) of the
+    /// partition in offset order (so each customer's in stream order). Returns the records read.
+    pub fn promise_events(&mut self, visit: &mut dyn FnMut(RecordedEvent)) -> Result<u64> {
+        let spans = &mut self.spans;
+        self.log.scan_partition(self.partition, None, &mut |record| {
+            let envelope = &record.envelope;
+            let (offset, version) = (envelope.position.offset, envelope.stream_version);
+            match spans.get_mut(envelope.customer_id) {
+                Some(span) => {
+                    span.last = offset;
+                    span.events = version;
+                }
+                None => {
+                    spans.insert(
+                        envelope.customer_id.into(),
+                        StreamSpan { first: offset, last: offset, events: version },
+                    );
+                }
+            }
+            if covenant_domain::audit::PROMISE_EVENT_TYPES.contains(&record.event_type()) {
+                visit(record.decode()?);
+            }
+            Ok(())
+        })
+    }
+
+    /// Visits the whole stream of each of `customers` (of this partition) once, in batches of
+    /// about [`STREAMS_BATCH_EVENTS`] events, in the order their first events were recorded.
+    /// Call it after [`Self::promise_events`] (a customer it did not see has no events).
+    pub fn streams(
+        &mut self,
+        customers: &[CustomerId],
+        visit: &mut dyn FnMut(&CustomerId, Vec<RecordedEvent>),
+    ) -> Result<()> {
+        let mut order: Vec<(StreamSpan, &CustomerId)> = Vec::with_capacity(customers.len());
+        for customer in customers {
+            match self.spans.get(customer.as_str()) {
+                Some(span) => order.push((*span, customer)),
+                None => visit(customer, Vec::new()),
+            }
+        }
+        order.sort_by_key(|(span, _)| span.first);
         let mut start = 0;
-        while start < customers.len() {
+        while start < order.len() {
             let mut end = start;
             let mut events = 0u64;
-            while end < customers.len() && (end == start || events < STREAMS_BATCH_EVENTS) {
-                events += self.reader.stream_version(&customers[end])?;
+            while end < order.len() && (end == start || events < STREAMS_BATCH_EVENTS) {
+                events += order[end].0.events;
                 end += 1;
             }
-            let batch = &customers[start..end];
-            for (customer, stream) in batch.iter().zip(self.reader.read_streams(batch)?) {
-                visit(customer, stream);
-            }
+            self.batch(&order[start..end], events, visit)?;
             start = end;
+        }
+        Ok(())
+    }
+
+    /// One batch of [`Self::streams`] (sorted by first offset), holding `events` events.
+    fn batch(
+        &self,
+        batch: &[(StreamSpan, &CustomerId)],
+        events: u64,
+        visit: &mut dyn FnMut(&CustomerId, Vec<RecordedEvent>),
+    ) -> Result<()> {
+        let from = batch.first().map_or(0, |(span, _)| span.first);
+        let last = batch.iter().map(|(span, _)| span.last).max().unwrap_or(from);
+        let records = last - from + 1;
+        if records / WALK_SPREAD > events {
+            let customers: Vec<CustomerId> = batch.iter().map(|(_, customer)| (*customer).clone()).collect();
+            return self.log.read_streams(&customers, visit);
+        }
+        let wanted: HashMap<&str, usize> =
+            batch.iter().enumerate().map(|(index, (_, customer))| (customer.as_str(), index)).collect();
+        let mut streams: Vec<Vec<RecordedEvent>> = batch
+            .iter()
+            .map(|(span, _)| Vec::with_capacity(usize::try_from(span.events).unwrap_or(0)))
+            .collect();
+        // Only the batch's records are checked and decoded; a record whose customer reads wrong
+        // is left out, and its stream then comes out short, which is an error below.
+        let max = usize::try_from(records).unwrap_or(usize::MAX);
+        let read = self.log.reader.scan_raw(self.partition, from, max, |position, value| {
+            let Some(&index) = codec::peek_customer(value).and_then(|customer| wanted.get(customer)) else {
+                return Ok(());
+            };
+            let record = RecordView::parse(position, value)?;
+            let stream = &mut streams[index];
+            if record.envelope.stream_version != stream.len() as u64 + 1 {
+                return Err(covenant_log::LogError::Corrupt {
+                    position,
+                    reason: format!(
+                        "event of stream version {} where {} was expected in customer {}'s stream",
+                        record.envelope.stream_version,
+                        stream.len() + 1,
+                        record.envelope.customer_id
+                    ),
+                });
+            }
+            stream.push(record.decode()?);
+            Ok(())
+        })? as u64;
+        for ((span, customer), stream) in batch.iter().zip(streams) {
+            if read < records || stream.len() as u64 != span.events {
+                return Err(covenant_log::LogError::Corrupt {
+                    position: Position { partition: self.partition, offset: from + read },
+                    reason: format!(
+                        "customer {customer}'s stream had {} events in the first pass, {} in the second",
+                        span.events,
+                        stream.len()
+                    ),
+                }
+                .into());
+            }
+            visit(customer, stream);
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use covenant_audit::{AuditFilter, AuditReport, LogSource, audit};
+use covenant_audit::{AuditFilter, AuditReport, EventSource, LogSource, Models, audit};
 use covenant_domain::audit::Break;
 use covenant_domain::commands::Command;
 use covenant_domain::events::{BreakDetection, CompensationKind, PromiseKind, RelatedRef};
@@ -115,9 +115,112 @@ async fn write_history(dir: &Path) {
     writer.log.close().await.unwrap();
 }
 
+fn models() -> Models<'static> {
+    static TRUST: std::sync::LazyLock<TrustParams> = std::sync::LazyLock::new(TrustParams::default);
+    static LOYALTY: std::sync::LazyLock<LoyaltyParams> = std::sync::LazyLock::new(LoyaltyParams::default);
+    Models { trust: &TRUST, loyalty: &LOYALTY }
+}
+
 fn run(dir: &Path, filter: &AuditFilter) -> AuditReport {
     let mut source = LogSource::open(dir).unwrap();
-    audit(&mut source, filter, at(100), &TrustParams::default(), &LoyaltyParams::default()).unwrap()
+    audit(&mut source, filter, at(100), models(), 2).unwrap()
+}
+
+/// A log read through the one-pass-at-a-time path every source has (as a running ledger is):
+/// it hides that it is a log read in place, so the audit cannot go partition by partition.
+struct Sequential(LogSource);
+
+impl EventSource for Sequential {
+    fn events(
+        &mut self,
+        types: Option<&[&str]>,
+        visit: &mut dyn FnMut(covenant_domain::RecordedEvent),
+    ) -> covenant_audit::Result<u64> {
+        self.0.events(types, visit)
+    }
+
+    fn stream(
+        &mut self,
+        customer: &CustomerId,
+    ) -> covenant_audit::Result<Vec<covenant_domain::RecordedEvent>> {
+        self.0.stream(customer)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_partition_by_partition_equals_the_sequential_audit_whatever_the_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    write_history(dir.path()).await;
+    // Customers in every partition, with every outcome: broken (some recovered), silent, late.
+    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    let mut writer = Writer { log, commands: 1_000 };
+    for number in 0..48 {
+        let customer = format!("many-{number}");
+        let agent = ["agent-a", "agent-b", "agent-c"][number % 3];
+        let team = ["sales", "logistics"][number % 2];
+        writer.send(&customer, 0, "support", sample::register(&customer).unwrap()).await;
+        for promise in 0..3 {
+            let id = format!("p-{number}-{promise}");
+            writer.promise(&customer, 1 + promise as i64, team, agent, &id, 20 + (number % 7) as i64).await;
+            match (number + promise) % 4 {
+                0 => writer.broken(&customer, 30 + promise as i64, &id).await,
+                1 => writer.kept(&customer, 10 + (number % 20) as i64, &id).await,
+                2 if number % 2 == 0 => {
+                    let apology = Command::IssueApology { related_ref: RelatedRef::Promise(pid(&id)) };
+                    writer.broken(&customer, 40, &id).await;
+                    writer.send(&customer, 41, "support", apology).await;
+                }
+                _ => {} // silent at the audit instant
+            }
+        }
+    }
+    // A crowd whose events interleave, one of them with a promise broken by a lone agent: that
+    // customer's few events lie sparse in their partition, so the second pass reads them
+    // through the stream index instead of walking the partition.
+    let crowd: Vec<String> = (0..160).map(|number| format!("crowd-{number}")).collect();
+    for customer in &crowd {
+        writer.send(customer, 0, "support", sample::register(customer).unwrap()).await;
+    }
+    for customer in &crowd {
+        let agent = if customer == "crowd-7" { "agent-lone" } else { "agent-crowd" };
+        writer.promise(customer, 1, "crowd", agent, "c-1", 20).await;
+    }
+    for customer in &crowd {
+        if customer == "crowd-7" {
+            writer.broken(customer, 25, "c-1").await;
+        } else {
+            writer.kept(customer, 5, "c-1").await;
+        }
+    }
+    writer.log.close().await.unwrap();
+
+    let dir = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let filters = [
+            AuditFilter::default(),
+            AuditFilter { team: Some("sales".into()), ..Default::default() },
+            AuditFilter { from: Some(at(22)), to: Some(at(25)), ..Default::default() },
+            AuditFilter { agent: Some("agent-lone".into()), ..Default::default() },
+        ];
+        for filter in &filters {
+            let mut sequential = Sequential(LogSource::open(&dir).unwrap());
+            let expected = audit(&mut sequential, filter, at(100), models(), 1).unwrap();
+            if filter.agent.is_some() {
+                assert_eq!(expected.stories.len(), 1, "{filter:?}");
+                assert_eq!(expected.stories[0].customer_id.as_str(), "crowd-7");
+            } else {
+                assert!(expected.stories.len() > 10, "{filter:?}: {} stories", expected.stories.len());
+                assert!(expected.silent().count() > 0);
+            }
+            for threads in [1, 2, 5] {
+                let mut source = LogSource::open(&dir).unwrap();
+                let report = audit(&mut source, filter, at(100), models(), threads).unwrap();
+                assert_eq!(report, expected, "{threads} threads, {filter:?}");
+            }
+        }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

@@ -234,7 +234,7 @@ fn read_phase(runtime: &Runtime, root: &Path, args: &LogArgs, read_setup: &Appen
     // machine falls on all of them rather than on one (the ratios compare them).
     let (mut log_records, mut owned_records, mut view_records) = (0, 0, 0);
     let (mut raw_records, mut hash_records, mut rebuilt_records, mut rebuilt_one) = (0, 0, 0, 0);
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let cores = covenant_log::available_cores();
     for _ in 0..args.runs {
         add_run(
             &mut log_scan,

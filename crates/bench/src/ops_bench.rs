@@ -8,7 +8,8 @@
 //!
 //! - raw RocksDB iterator over the log's `events` family (no decode): the baseline;
 //! - `covenant audit promises --data … --format json` as a child process (the real command), with
-//!   its peak resident memory (VmHWM, polled from `/proc`);
+//!   its peak resident memory (VmHWM, polled from `/proc`), on every core (the default) and with
+//!   `--threads 1`;
 //! - `covenant export --format jsonl` (to `/dev/null`) and `--format csv` (a file per type), each
 //!   on every core (the default) and with `--threads 1`, so the per-core rate is in the same table;
 //!
@@ -219,11 +220,13 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
     let report_path = root.path().join("audit.json");
     let mut raw_scan = Measurement::new("raw RocksDB iterator over the log, no decode");
     let mut audit = Measurement::new("covenant audit promises --data (JSON report)");
+    let mut audit_one = Measurement::new("covenant audit promises --data --threads 1");
     let mut jsonl = Measurement::new("covenant export --format jsonl");
     let mut jsonl_one = Measurement::new("covenant export --format jsonl --threads 1");
     let mut csv = Measurement::new("covenant export --format csv (a file per type)");
     let mut csv_one = Measurement::new("covenant export --format csv --threads 1");
     let mut audit_peaks = Vec::new();
+    let mut audit_one_peaks = Vec::new();
     let mut export_peaks = Vec::new();
     let mut stories = 0;
     for run in 0..args.runs {
@@ -250,6 +253,19 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
         stories = report["broken_promises"].as_array().map_or(0, Vec::len);
         audit.runs.push(Run::new(records, child.elapsed));
         audit_peaks.push(child.peak_kib as f64);
+        let child = run_child(
+            &covenant,
+            &["audit", "promises", "--data", data_arg, "--format", "json", "--threads", "1"],
+            Some(&report_path),
+        )?;
+        let one: serde_json::Value = serde_json::from_slice(&child.stdout)?;
+        ensure!(
+            one["broken_promises"].as_array().map_or(0, Vec::len) == stories,
+            "the audit on one thread told {} stories, on every core {stories}",
+            one["broken_promises"]
+        );
+        audit_one.runs.push(Run::new(records, child.elapsed));
+        audit_one_peaks.push(child.peak_kib as f64);
 
         let child = run_child(
             &covenant,
@@ -297,6 +313,7 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
     table.row([raw_scan.name.clone(), thousands(baseline), "100%".into(), "baseline".into(), "—".into()]);
     let rows = [
         (&audit, Some(median(audit_peaks)), true),
+        (&audit_one, Some(median(audit_one_peaks)), false),
         (&jsonl, Some(median(export_peaks)), true),
         (&jsonl_one, None, false),
         (&csv, None, true),
@@ -325,15 +342,15 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
         bench_dir.describe()
     );
     print!("{}", table.render());
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let cores = covenant_log::available_cores();
     println!(
-        "\nThe exports read and format on every core ({cores} here) unless `--threads 1`; the raw scan \
+        "\nThe audit and the exports work on every core ({cores} here) unless `--threads 1`; the raw scan \
          is one thread. Ratios of each run to the raw scan of the same run:\n"
     );
     let mut headers = vec!["measurement".to_string()];
     headers.extend((1..=args.runs).map(|run| format!("run {run}")));
     let mut runs_table = Table::new(headers);
-    for measurement in [&raw_scan, &audit, &jsonl, &jsonl_one, &csv, &csv_one] {
+    for measurement in [&raw_scan, &audit, &audit_one, &jsonl, &jsonl_one, &csv, &csv_one] {
         let mut cells = vec![measurement.name.clone()];
         for (rate, raw) in measurement.rates().into_iter().zip(raw_scan.rates()) {
             cells.push(format!("{} ({})", thousands(rate), percent(rate, raw)));

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
-use covenant_audit::{AuditFilter, AuditReport, EventSource, LedgerSource, LogSource, audit};
+use covenant_audit::{AuditFilter, AuditReport, EventSource, LedgerSource, LogSource, Models, audit};
 use covenant_domain::audit::{Break, GroupSummary, PromiseStory, Settlement, days};
 use covenant_domain::events::{BreakDetection, CompensationKind};
 use covenant_domain::ids::CustomerId;
@@ -87,6 +87,10 @@ pub(crate) struct PromisesArgs {
     agent: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Threads that audit a log read in place (`--data`, `--backup`), a partition each at a
+    /// time; the report is the same whatever the count. Default: the machine's cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
 }
 
 /// An instant from the command line: RFC 3339 (`2026-11-01T09:30:00Z`) or a UTC date.
@@ -324,7 +328,53 @@ fn group_json(group: &GroupSummary) -> serde_json::Value {
 /// The report as one JSON document, written a story at a time (a document of a million
 /// events' stories is never built in memory): the header fields, `broken_promises` (one story
 /// per line), `silent_breaks`, and `summary`.
-fn write_json(out: &mut impl Write, report: &AuditReport) -> anyhow::Result<()> {
+/// Stories each thread of [`write_stories`] renders to JSON in a round.
+const STORIES_PER_THREAD: usize = 4_096;
+
+/// The stories of the `broken_promises` array, each on its own line: rendered on `threads`
+/// threads `per_thread` stories each a round at a time (a contiguous share each, so memory stays
+/// that of one round's text) and written in order.
+fn write_stories(
+    out: &mut impl Write,
+    stories: &[PromiseStory],
+    threads: usize,
+    per_thread: usize,
+) -> anyhow::Result<()> {
+    let threads = threads.max(1);
+    for (round, stories) in stories.chunks(per_thread.max(1) * threads).enumerate() {
+        let share = stories.len().div_ceil(threads);
+        let rendered = std::thread::scope(|scope| {
+            let workers: Vec<_> = stories
+                .chunks(share)
+                .map(|chunk| {
+                    scope.spawn(move || -> serde_json::Result<Vec<u8>> {
+                        let mut text = Vec::new();
+                        for story in chunk {
+                            text.extend_from_slice(b",\n    ");
+                            serde_json::to_writer(&mut text, &story_json(story))?;
+                        }
+                        Ok(text)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| match worker.join() {
+                    Ok(text) => Ok(text?),
+                    Err(_) => Err(anyhow::anyhow!("a thread rendering the report panicked")),
+                })
+                .collect::<anyhow::Result<Vec<Vec<u8>>>>()
+        })?;
+        for (index, text) in rendered.iter().enumerate() {
+            // The array's first story has no comma before it.
+            let first = round == 0 && index == 0;
+            out.write_all(text.get(usize::from(first)..).unwrap_or_default())?;
+        }
+    }
+    Ok(())
+}
+
+fn write_json(out: &mut impl Write, report: &AuditReport, threads: usize) -> anyhow::Result<()> {
     let field = |name: &str, value: serde_json::Value| format!("{}: {value}", serde_json::Value::from(name));
     writeln!(out, "{{")?;
     writeln!(out, "  {},", field("as_of", json!(instant(report.as_of))))?;
@@ -332,10 +382,7 @@ fn write_json(out: &mut impl Write, report: &AuditReport) -> anyhow::Result<()> 
     writeln!(out, "  {},", field("promises_judged", json!(report.promises_judged)))?;
     writeln!(out, "  {},", field("promises_pending", json!(report.promises_pending)))?;
     write!(out, "  \"broken_promises\": [")?;
-    for (index, story) in report.stories.iter().enumerate() {
-        write!(out, "{}\n    ", if index == 0 { "" } else { "," })?;
-        serde_json::to_writer(&mut *out, &story_json(story))?;
-    }
+    write_stories(out, &report.stories, threads, STORIES_PER_THREAD)?;
     writeln!(out, "{}],", if report.stories.is_empty() { "" } else { "\n  " })?;
     writeln!(out, "  {},", field("silent_breaks", json!(report.silent().count())))?;
     let summary = json!({
@@ -489,15 +536,17 @@ pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     };
     let mut source = args.source.open().await?;
     let as_of = Timestamp::now();
+    let threads = args.threads.map_or_else(covenant_log::available_cores, usize::from);
     let report = tokio::task::spawn_blocking(move || {
-        audit(source.as_mut(), &filter, as_of, &TrustParams::default(), &LoyaltyParams::default())
+        let (trust, loyalty) = (TrustParams::default(), LoyaltyParams::default());
+        audit(source.as_mut(), &filter, as_of, Models { trust: &trust, loyalty: &loyalty }, threads)
     })
     .await
     .context("the audit task")??;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Table => table(&mut out, &report)?,
-        Format::Json => write_json(&mut out, &report)?,
+        Format::Json => write_json(&mut out, &report, threads)?,
         Format::Csv => csv(&mut out, &report)?,
     }
     out.flush()?;
@@ -529,6 +578,66 @@ mod tests {
         let error = parse_instant("yesterday").unwrap_err();
         assert!(error.contains("`yesterday` is not an instant"), "{error}");
         assert!(parse_instant("1969-12-31").is_err());
+    }
+
+    fn story(number: usize) -> PromiseStory {
+        let at =
+            |hours: i64| Timestamp::from_unix_millis("at", 1_800_000_000_000 + hours * 3_600_000).unwrap();
+        PromiseStory {
+            customer_id: CustomerId::new(format!("customer-{number}")).unwrap(),
+            promise_id: covenant_domain::ids::PromiseId::new(format!("p-{number}")).unwrap(),
+            kind: covenant_domain::events::PromiseKind::Callback,
+            description: covenant_domain::Text::new("description", "call back \"today\"", 500).unwrap(),
+            made_by: covenant_domain::ids::ActorId::new("agent-a").unwrap(),
+            team: None,
+            made_at: at(0),
+            first_due_at: at(24),
+            due_at: at(24),
+            grace: Span::from_secs(3600),
+            renegotiations: Vec::new(),
+            broke: Break::Silent,
+            late: Span::from_secs(3600 * number as i64),
+            apology: None,
+            compensation: None,
+            fix: None,
+            trust_before: None,
+            trust_after: None,
+            trust_now: 50,
+            churned_at: None,
+            lifecycle_now: Lifecycle::Active,
+        }
+    }
+
+    /// The stories rendered on several threads, in rounds, come out as on one: the same bytes,
+    /// one JSON array of every story in order.
+    #[test]
+    fn stories_rendered_on_threads_are_the_stories_rendered_on_one() {
+        for count in [0, 1, 2, 5, 13] {
+            let stories: Vec<PromiseStory> = (0..count).map(story).collect();
+            let render = |threads: usize, per_thread: usize| {
+                let mut out = b"[".to_vec();
+                write_stories(&mut out, &stories, threads, per_thread).unwrap();
+                out.extend_from_slice(b"]");
+                out
+            };
+            let one = render(1, 1_000);
+            for (threads, per_thread) in [(2, 1), (3, 2), (4, 1_000), (1, 1)] {
+                assert_eq!(
+                    render(threads, per_thread),
+                    one,
+                    "{count} stories, {threads} threads × {per_thread}"
+                );
+            }
+            let parsed: serde_json::Value = serde_json::from_slice(&one).unwrap();
+            let customers: Vec<&str> = parsed
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|story| story["customer_id"].as_str().unwrap())
+                .collect();
+            let expected: Vec<String> = (0..count).map(|number| format!("customer-{number}")).collect();
+            assert_eq!(customers, expected);
+        }
     }
 
     #[test]

@@ -137,10 +137,7 @@ const SEQUENTIAL_CSV_ROWS: usize = 4_096;
 
 /// The threads of an export of a log read in place: `--threads`, else the machine's cores.
 fn export_threads(args: &ExportArgs) -> usize {
-    args.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-        usize::from,
-    )
+    args.threads.map_or_else(covenant_log::available_cores, usize::from)
 }
 
 /// One event type's CSV under way: its rows so far in a temporary file, and its payload columns

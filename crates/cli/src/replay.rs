@@ -118,7 +118,7 @@ fn replay_into(
     until: &[u64],
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<u64> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = covenant_log::available_cores();
     let applied = std::sync::atomic::AtomicU64::new(0);
     let progress = std::sync::Mutex::new(progress);
     reader.on_partitions(threads, &|partition| -> anyhow::Result<u64> {

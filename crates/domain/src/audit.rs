@@ -26,7 +26,7 @@ use crate::events::{BreakDetection, CompensationKind, Event, PromiseKind, Relate
 use crate::ids::{ActorId, CustomerId, EventId, PromiseId, TeamId};
 use crate::loyalty::{Lifecycle, LoyaltyParams, loyalty};
 use crate::org_metrics::promise_kind_name;
-use crate::trust::{TrustParams, history_of, trust};
+use crate::trust::{SortedHistory, TrustParams, history_of};
 use crate::values::{Money, Span, Text, Timestamp};
 use crate::{Position, RecordedEvent};
 
@@ -424,7 +424,8 @@ pub fn stories(
         }
     }
 
-    let trust_now = trust(history_of(history), as_of, trust_params);
+    let sorted = SortedHistory::new(history_of(history));
+    let trust_now = sorted.trust(as_of, trust_params);
     let lifecycle_now = loyalty(history_of(history), as_of, &trust_now, loyalty_params).lifecycle;
     let fixes: Vec<(PromiseId, &PromiseId, &Tracked)> = promises
         .iter()
@@ -479,10 +480,7 @@ pub fn stories(
         let (trust_before, trust_after) = match recorded_at {
             Some(at) => {
                 let just_before = at.plus(Span::from_millis(-1));
-                (
-                    Some(trust(history_of(history), just_before, trust_params).score),
-                    Some(trust(history_of(history), at, trust_params).score),
-                )
+                (Some(sorted.score(just_before, trust_params)), Some(sorted.score(at, trust_params)))
             }
             None => (None, None),
         };
@@ -610,6 +608,20 @@ impl Summary {
         }
     }
 
+    /// Adds `other` (the summary of other promises, e.g. another partition's) to this one: the
+    /// result is the summary of both sets, whatever order they were counted in.
+    pub fn merge(&mut self, other: Summary) {
+        self.overall.absorb(other.overall);
+        for (key, group) in other.groups {
+            match self.groups.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut mine) => mine.get_mut().absorb(group),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(group);
+                }
+            }
+        }
+    }
+
     /// Every promise together.
     pub fn overall(&self) -> GroupSummary {
         finished(self.overall.clone())
@@ -625,6 +637,22 @@ impl Summary {
             .collect();
         groups.sort_by(|a, b| a.group.cmp(&b.group));
         groups
+    }
+}
+
+impl GroupSummary {
+    /// Adds the counts of `other` (same group, other promises); the rates are computed later.
+    fn absorb(&mut self, other: GroupSummary) {
+        self.settled += other.settled;
+        self.kept_on_time += other.kept_on_time;
+        self.kept_late += other.kept_late;
+        self.partially_kept += other.partially_kept;
+        self.broken += other.broken;
+        self.silent += other.silent;
+        self.cancelled += other.cancelled;
+        self.late_days.extend(other.late_days);
+        self.stories += other.stories;
+        self.recovered += other.recovered;
     }
 }
 
@@ -921,5 +949,48 @@ mod tests {
         story.apology = Some(FollowUp { at: at(3), after: Span::from_secs(3600) });
         summary.add_story(&story);
         assert_eq!(summary.overall().recovery_rate_percent, Some(50.0));
+    }
+
+    #[test]
+    fn merged_summaries_equal_one_summary_of_every_promise() {
+        let day = Span::from_secs(86_400);
+        let promise = |id: usize| SettledPromise {
+            customer_id: CustomerId::new(format!("c{}", id % 3)).unwrap(),
+            promise_id: pid(&format!("p{id}")),
+            kind: if id.is_multiple_of(2) { PromiseKind::Delivery } else { PromiseKind::Callback },
+            made_by: ActorId::new(["ann", "ben", "cat"][id % 3]).unwrap(),
+            team: id.is_multiple_of(4).then(|| TeamId::new("billing").unwrap()),
+            due_at: at(0),
+            settlement: match id % 5 {
+                0 => Settlement::KeptOnTime,
+                1 => Settlement::KeptLate { late: Span::from_millis(day.millis() * id as i64) },
+                2 => Settlement::Broken {
+                    detection: BreakDetection::Deadline,
+                    late: Span::from_millis(day.millis() * (id % 7) as i64),
+                },
+                3 => Settlement::Cancelled,
+                _ => Settlement::Silent { late: Span::from_millis(day.millis() * (id % 11) as i64) },
+            },
+        };
+        let settled: Vec<SettledPromise> = (0..40).map(promise).collect();
+        let mut history = History::of("c");
+        history.promise(0, "x", 1, None).broken(2, "x", 1);
+        let story = stories_of(&history.events, at(10)).remove(0);
+
+        let mut whole = Summary::new();
+        settled.iter().for_each(|promise| whole.add(promise));
+        whole.add_story(&story);
+        let (mut first, mut second) = (Summary::new(), Summary::new());
+        for (index, promise) in settled.iter().enumerate().rev() {
+            let part = if index % 3 == 0 { &mut first } else { &mut second };
+            part.add(promise);
+        }
+        second.add_story(&story);
+        first.merge(second);
+        assert_eq!(first.overall(), whole.overall());
+        for grouping in [SummaryGroup::Team, SummaryGroup::Agent, SummaryGroup::PromiseKind] {
+            assert_eq!(first.by(grouping), whole.by(grouping), "{grouping:?}");
+        }
+        assert!(whole.overall().median_days_late.is_some());
     }
 }

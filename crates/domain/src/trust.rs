@@ -408,71 +408,114 @@ pub fn trust<'a>(
     as_of: Timestamp,
     params: &TrustParams,
 ) -> TrustStanding {
-    let mut events: Vec<HistoryEvent<'a>> =
-        history.into_iter().filter(|event| event.occurred_at <= as_of).collect();
-    // Stable: events of the same instant keep their stream order.
-    events.sort_by_key(|event| event.occurred_at);
-    let mut walk = Walk {
-        params,
-        evidence: Vec::new(),
-        promises: HashMap::new(),
-        failures: HashMap::new(),
-        failure_times: Vec::new(),
-        complaints: HashMap::new(),
-        last_interaction_angry: false,
-    };
-    for event in &events {
-        let key = HistoryEventKey {
-            event_id: event.event_id,
-            event_type: event.event.event_type(),
-            occurred_at: event.occurred_at,
+    SortedHistory::new(history.into_iter().filter(|event| event.occurred_at <= as_of)).trust(as_of, params)
+}
+
+/// A customer's history put in business-time order once, to ask its trust at several instants
+/// (the audit's trust just before and just after each break): each answer equals [`trust`] of
+/// the history at that instant.
+#[derive(Debug, Clone)]
+pub struct SortedHistory<'a> {
+    events: Vec<HistoryEvent<'a>>,
+}
+
+impl<'a> SortedHistory<'a> {
+    /// `history` in stream order.
+    pub fn new(history: impl IntoIterator<Item = HistoryEvent<'a>>) -> Self {
+        let mut events: Vec<HistoryEvent<'a>> = history.into_iter().collect();
+        // Stable: events of the same instant keep their stream order.
+        events.sort_by_key(|event| event.occurred_at);
+        Self { events }
+    }
+
+    /// The evidence of the events up to `as_of`.
+    fn walk<'p>(&self, as_of: Timestamp, params: &'p TrustParams) -> Walk<'p> {
+        let until = self.events.partition_point(|event| event.occurred_at <= as_of);
+        let mut walk = Walk {
+            params,
+            evidence: Vec::new(),
+            promises: HashMap::new(),
+            failures: HashMap::new(),
+            failure_times: Vec::new(),
+            complaints: HashMap::new(),
+            last_interaction_angry: false,
         };
-        walk.apply(key, event.event);
-    }
-    let mut positive = 0.0;
-    let mut negative = 0.0;
-    let mut contributors: Vec<TrustContribution> = walk
-        .evidence
-        .iter()
-        .map(|(key, r, s)| {
-            let r = r * decay(key.occurred_at, as_of, params.positive_half_life);
-            let s = s * decay(key.occurred_at, as_of, params.negative_half_life);
-            positive += r;
-            negative += s;
-            TrustContribution {
-                event_id: key.event_id,
-                event_type: key.event_type,
-                occurred_at: key.occurred_at,
-                positive: r,
-                negative: s,
-            }
-        })
-        .collect();
-    contributors.sort_by(|a, b| (b.positive + b.negative).total_cmp(&(a.positive + a.negative)));
-    contributors.truncate(MAX_CONTRIBUTORS);
-    let total = positive + negative + 2.0;
-    let score = (100.0 * (positive + 1.0) / total).round().clamp(0.0, 100.0) as u8;
-    let uncertainty = 2.0 / total;
-    let band = if uncertainty > 0.5 {
-        TrustBand::Unproven
-    } else {
-        match score {
-            75.. => TrustBand::Trusted,
-            50..=74 => TrustBand::Stable,
-            25..=49 => TrustBand::Strained,
-            _ => TrustBand::Broken,
+        for event in &self.events[..until] {
+            let key = HistoryEventKey {
+                event_id: event.event_id,
+                event_type: event.event.event_type(),
+                occurred_at: event.occurred_at,
+            };
+            walk.apply(key, event.event);
         }
-    };
-    TrustStanding {
-        model_version: TRUST_MODEL_VERSION,
-        as_of,
-        score,
-        uncertainty,
-        band,
-        positive,
-        negative,
-        contributors,
+        walk
     }
+
+    /// The trust score alone at `as_of` (what [`SortedHistory::trust`] answers, without the
+    /// contributors).
+    pub fn score(&self, as_of: Timestamp, params: &TrustParams) -> u8 {
+        let (mut positive, mut negative) = (0.0, 0.0);
+        for (key, r, s) in &self.walk(as_of, params).evidence {
+            positive += r * decay(key.occurred_at, as_of, params.positive_half_life);
+            negative += s * decay(key.occurred_at, as_of, params.negative_half_life);
+        }
+        score_of(positive, negative)
+    }
+
+    /// The whole trust standing at `as_of`.
+    pub fn trust(&self, as_of: Timestamp, params: &TrustParams) -> TrustStanding {
+        let walk = self.walk(as_of, params);
+        let mut positive = 0.0;
+        let mut negative = 0.0;
+        let mut contributors: Vec<TrustContribution> = walk
+            .evidence
+            .iter()
+            .map(|(key, r, s)| {
+                let r = r * decay(key.occurred_at, as_of, params.positive_half_life);
+                let s = s * decay(key.occurred_at, as_of, params.negative_half_life);
+                positive += r;
+                negative += s;
+                TrustContribution {
+                    event_id: key.event_id,
+                    event_type: key.event_type,
+                    occurred_at: key.occurred_at,
+                    positive: r,
+                    negative: s,
+                }
+            })
+            .collect();
+        contributors.sort_by(|a, b| (b.positive + b.negative).total_cmp(&(a.positive + a.negative)));
+        contributors.truncate(MAX_CONTRIBUTORS);
+        let total = positive + negative + 2.0;
+        let score = score_of(positive, negative);
+        let uncertainty = 2.0 / total;
+        let band = if uncertainty > 0.5 {
+            TrustBand::Unproven
+        } else {
+            match score {
+                75.. => TrustBand::Trusted,
+                50..=74 => TrustBand::Stable,
+                25..=49 => TrustBand::Strained,
+                _ => TrustBand::Broken,
+            }
+        };
+        TrustStanding {
+            model_version: TRUST_MODEL_VERSION,
+            as_of,
+            score,
+            uncertainty,
+            band,
+            positive,
+            negative,
+            contributors,
+        }
+    }
+}
+
+/// The score of decayed positive and negative evidence: the beta reputation's expected value
+/// (uniform prior), in percent.
+fn score_of(positive: f64, negative: f64) -> u8 {
+    (100.0 * (positive + 1.0) / (positive + negative + 2.0)).round().clamp(0.0, 100.0) as u8
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use covenant_domain::events::{BreakDetection, CompensationKind, Event, PromiseKind, RelatedRef, SurveyKind};
 use covenant_domain::ids::{ActorId, EventId, OrderId, PromiseId, SurveyId};
 use covenant_domain::loyalty::{LoyaltyParams, loyalty};
-use covenant_domain::trust::{HistoryEvent, TrustParams, trust};
+use covenant_domain::trust::{HistoryEvent, SortedHistory, TrustParams, trust};
 use covenant_domain::values::{Currency, Money, Span, Text, Timestamp};
 use proptest::prelude::*;
 
@@ -175,6 +175,27 @@ proptest! {
             loyalty(recorded.in_order(&replay), as_of, &replayed, &loyal),
             loyalty(recorded.in_order(&live), as_of, &lived, &loyal)
         );
+    }
+
+    /// A history sorted once and asked at several instants (the audit's trust before and after
+    /// each break) answers what the model answers of the history at each instant.
+    #[test]
+    fn a_sorted_history_answers_as_the_model_at_every_instant(
+        steps in history(), seed in any::<u64>(), days in proptest::collection::vec(-5i64..500, 1..6),
+    ) {
+        let recorded = Recorded::new(&steps);
+        let mut live: Vec<usize> = (0..steps.len()).collect();
+        live.sort_by_key(|&index| (index as u64).wrapping_mul(seed | 1).rotate_left(17));
+        let sorted = SortedHistory::new(recorded.in_order(&live));
+        let params = TrustParams::default();
+        for day in days {
+            // Whole days and a millisecond before one: an event's own instant counts.
+            for as_of in [at(T0 + day * DAY), at(T0 + day * DAY - 1)] {
+                let expected = trust(recorded.in_order(&live), as_of, &params);
+                prop_assert_eq!(sorted.score(as_of, &params), expected.score);
+                prop_assert_eq!(&sorted.trust(as_of, &params), &expected);
+            }
+        }
     }
 
     /// Scores stay in 0–100, uncertainty in (0, 1], loyalty within its bounds and its cap.

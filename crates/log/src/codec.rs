@@ -177,6 +177,16 @@ pub struct RecordView<'a> {
     payload: &'a [u8],
 }
 
+/// The customer id of a stored record, read without checking it (no checksum, no validation):
+/// a cheap filter before [`RecordView::parse`] of the records wanted. `None` when the bytes
+/// cannot be a record.
+pub fn peek_customer(value: &[u8]) -> Option<&str> {
+    let body = value.get(1 + HASH_LEN..value.len().checked_sub(CHECKSUM_LEN)?)?;
+    let mut decoder = ViewDecoder::new(body);
+    decoder.event_id().ok()?;
+    decoder.str().ok()
+}
+
 impl<'a> RecordView<'a> {
     /// Checks the record's checksum and decodes its envelope.
     pub fn parse(position: Position, value: &'a [u8]) -> Result<Self> {
@@ -328,6 +338,8 @@ mod tests {
             prop_assert_eq!(&decode_record(event.position, &bytes).unwrap(), &event);
             let view = RecordView::parse(event.position, &bytes).unwrap();
             prop_assert_eq!(view.envelope.customer_id, event.customer_id.as_str());
+            prop_assert_eq!(peek_customer(&bytes), Some(event.customer_id.as_str()));
+            prop_assert_eq!(peek_customer(&bytes[..40]), None);
             prop_assert_eq!(view.envelope.stream_version, event.stream_version);
             prop_assert_eq!(view.event_type(), event.event_type());
             prop_assert_eq!(&view.decode().unwrap(), &event);

@@ -65,7 +65,7 @@ impl LogConfig {
     pub fn writer_count(&self) -> usize {
         match self.writers {
             Some(writers) => writers.max(1),
-            None => std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+            None => (crate::available_cores() / 2).max(1),
         }
     }
 

@@ -40,6 +40,12 @@ use covenant_domain::{Command, CommandId, CustomerId, EventMetadata, Position, R
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{DEFAULT_PARTITIONS, Durability, LogConfig};
+
+/// The cores this process may run on (1 when the machine cannot tell): the default thread
+/// count of the work that reads the log on every core (replay, verify, export, audit).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
 pub use error::{LogError, Result};
 pub use store::{PartitionVerification, PersonalDataState, StreamProblem};
 
@@ -622,6 +628,20 @@ impl LogReader {
             visit(codec::RecordView::parse(position, value)?);
             Ok(())
         })
+    }
+
+    /// Visits up to `max` stored records of `partition` from `from_offset` on, undecoded, for a
+    /// reader that decodes only some of them ([`codec::peek_customer`] to choose,
+    /// [`codec::RecordView::parse`] to read); the first error of `visit` stops it. Returns how
+    /// many were visited.
+    pub fn scan_raw(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+        visit: impl FnMut(Position, &[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        self.shared.current()?.scan_partition(partition, from_offset, max, visit)
     }
 
     /// The next offset to be written in `partition` (its record count).

@@ -419,6 +419,81 @@ async fn streams_read_together_equal_each_stream_read_alone() {
     assert!(together.iter().map(Vec::len).sum::<usize>() > names.len() * 3);
 }
 
+/// Streams dense enough in their partition are read by walking an iterator (stepping over the
+/// records between, seeking across long gaps) instead of point lookups: the same streams, and a
+/// record missing under the index is an error naming the customer either way.
+#[tokio::test]
+async fn streams_read_by_walking_the_partition_equal_each_stream_read_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1).await;
+    let interaction = |i: usize| sample::interaction(&format!("i{i}"), 40).unwrap();
+    // early's 40 events, then 300 of the crowd, then late's 40: a gap of 300 records between.
+    for name in ["early", "late"] {
+        register(&log, name).await;
+    }
+    for i in 0..40 {
+        log.append(request("early", &format!("early-{i}"), interaction(i))).await.unwrap();
+    }
+    let crowd: Vec<String> = (0..30).map(|i| format!("crowd-{i}")).collect();
+    for name in &crowd {
+        register(&log, name).await;
+    }
+    for round in 0..9 {
+        for name in &crowd {
+            log.append(request(name, &format!("{name}-{round}"), interaction(round))).await.unwrap();
+        }
+    }
+    for i in 0..40 {
+        log.append(request("late", &format!("late-{i}"), interaction(i))).await.unwrap();
+    }
+    log.close().await.unwrap();
+    let path = dir.path().join("log");
+    {
+        let reader = covenant_log::LogReader::open_read_only(&path).unwrap();
+        let alone = |who: &covenant_domain::CustomerId| reader.read_stream(who, 1, usize::MAX).unwrap();
+        // Everyone: every record of the partition (a walk step by step).
+        let everyone: Vec<_> =
+            ["late", "early"].into_iter().chain(crowd.iter().map(String::as_str)).map(customer).collect();
+        let together = reader.read_streams(&everyone).unwrap();
+        for (who, stream) in everyone.iter().zip(&together) {
+            assert_eq!(stream, &alone(who), "{who}");
+        }
+        assert_eq!(together.iter().map(Vec::len).sum::<usize>(), 41 + 41 + 300);
+        // early and late: 82 records over a range of 382, one seek across the crowd.
+        let ends = [customer("early"), customer("late")];
+        let together = reader.read_streams(&ends).unwrap();
+        assert_eq!(together[0].len(), 41);
+        assert_eq!((together[0].clone(), together[1].clone()), (alone(&ends[0]), alone(&ends[1])));
+        // A few of the crowd: looked up, not walked (30 records over a range of ~270).
+        let few: Vec<_> = crowd[..3].iter().map(|name| customer(name)).collect();
+        for (who, stream) in few.iter().zip(reader.read_streams(&few).unwrap()) {
+            assert_eq!(stream, alone(who), "{who}");
+        }
+    }
+
+    // Delete one of late's records behind the log's back (offset 2 + 40 + 30 + 270 + 5).
+    {
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), &path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, &names).unwrap();
+        let events = db.cf_handle("events").unwrap();
+        let mut key = 0u16.to_be_bytes().to_vec();
+        key.extend_from_slice(&347u64.to_be_bytes());
+        assert!(db.get_cf(events, &key).unwrap().is_some());
+        db.delete_cf(events, &key).unwrap();
+    }
+    let reader = covenant_log::LogReader::open_read_only(&path).unwrap();
+    for asked in [vec![customer("early"), customer("late")], vec![customer("late")]] {
+        let error = reader.read_streams(&asked).unwrap_err();
+        match error {
+            LogError::Corrupt { position, reason } => {
+                assert_eq!(position, Position { partition: 0, offset: 347 }, "{asked:?}");
+                assert!(reason.contains("customer late"), "{reason}");
+            }
+            other => panic!("{asked:?}: expected Corrupt, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn on_partitions_runs_each_partition_once_and_stops_at_the_first_error() {
     let dir = tempfile::tempdir().unwrap();
