@@ -115,6 +115,13 @@ async fn write_history(dir: &Path) {
     writer.log.close().await.unwrap();
 }
 
+/// The history every test audits, and the log open again for a test's own customers.
+async fn history_and_more(dir: &Path) -> Writer {
+    write_history(dir).await;
+    let log = EventLog::open(LogConfig::new(dir)).await.unwrap();
+    Writer { log, commands: 1_000 }
+}
+
 fn models() -> Models<'static> {
     static TRUST: std::sync::LazyLock<TrustParams> = std::sync::LazyLock::new(TrustParams::default);
     static LOYALTY: std::sync::LazyLock<LoyaltyParams> = std::sync::LazyLock::new(LoyaltyParams::default);
@@ -150,10 +157,8 @@ impl EventSource for Sequential {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_partition_by_partition_equals_the_sequential_audit_whatever_the_threads() {
     let dir = tempfile::tempdir().unwrap();
-    write_history(dir.path()).await;
     // Customers in every partition, with every outcome: broken (some recovered), silent, late.
-    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
-    let mut writer = Writer { log, commands: 1_000 };
+    let mut writer = history_and_more(dir.path()).await;
     for number in 0..48 {
         let customer = format!("many-{number}");
         let agent = ["agent-a", "agent-b", "agent-c"][number % 3];
@@ -319,10 +324,8 @@ async fn a_parallel_scan_merges_in_log_order_whatever_the_threads_and_chunks() {
     use covenant_audit::EventSource;
     use std::ops::ControlFlow;
     let dir = tempfile::tempdir().unwrap();
-    write_history(dir.path()).await;
     // More customers, so that every partition holds records.
-    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
-    let mut writer = Writer { log, commands: 1_000 };
+    let mut writer = history_and_more(dir.path()).await;
     for customer in 0..40 {
         let customer = format!("extra-{customer}");
         writer.send(&customer, 0, "support", sample::register(&customer).unwrap()).await;

@@ -537,19 +537,23 @@ pub(crate) async fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     let mut source = args.source.open().await?;
     let as_of = Timestamp::now();
     let threads = args.threads.map_or_else(covenant_log::available_cores, usize::from);
-    let report = tokio::task::spawn_blocking(move || {
+    let format = args.format;
+    // The audit and its report (rendered on the same threads) run off the async workers.
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let (trust, loyalty) = (TrustParams::default(), LoyaltyParams::default());
-        audit(source.as_mut(), &filter, as_of, Models { trust: &trust, loyalty: &loyalty }, threads)
+        let report =
+            audit(source.as_mut(), &filter, as_of, Models { trust: &trust, loyalty: &loyalty }, threads)?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        match format {
+            Format::Table => table(&mut out, &report)?,
+            Format::Json => write_json(&mut out, &report, threads)?,
+            Format::Csv => csv(&mut out, &report)?,
+        }
+        out.flush()?;
+        Ok(())
     })
     .await
     .context("the audit task")??;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match args.format {
-        Format::Table => table(&mut out, &report)?,
-        Format::Json => write_json(&mut out, &report, threads)?,
-        Format::Csv => csv(&mut out, &report)?,
-    }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

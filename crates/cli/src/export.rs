@@ -551,40 +551,54 @@ fn wanted(args: &ExportArgs, at: Timestamp) -> bool {
 }
 
 /// Formats the source's public events (of `types`) into chunks and hands each to `merge` in log
-/// order, until `merge` answers `Break`: a log read in place on the export's threads
-/// (`LogSource::public_chunks`), another source (a running ledger) on this thread, a chunk
-/// merged whenever it is full. Returns the records read.
+/// order: a log read in place on the export's threads (`LogSource::public_chunks`), another
+/// source (a running ledger) on this thread, a chunk merged whenever it is full. The first error
+/// of `merge` stops the export and is returned. Returns the records read.
 fn export_chunks<C: ExportChunk>(
     args: &ExportArgs,
     source: &mut dyn EventSource,
     types: Option<&[&str]>,
-    merge: &mut dyn FnMut(C) -> std::ops::ControlFlow<()>,
+    merge: &mut dyn FnMut(C) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    if let Some(log) = source.as_log() {
-        return Ok(log.public_chunks(
+    let mut failure = None;
+    let mut merge = |chunk: C| match merge(chunk) {
+        Ok(()) => std::ops::ControlFlow::Continue(()),
+        Err(error) => {
+            failure = Some(error);
+            std::ops::ControlFlow::Break(())
+        }
+    };
+    let read = match source.as_log() {
+        Some(log) => log.public_chunks(
             types,
             export_threads(args),
             covenant_audit::sources::PARALLEL_CHUNK,
             &C::default,
             &|chunk, event| chunk.add(args, &event),
-            merge,
-        )?);
-    }
-    let mut chunk = C::default();
-    let mut stopped = false;
-    let read = source.public_events(types, &mut |event| {
-        if stopped {
-            return;
+            &mut merge,
+        )?,
+        None => {
+            let mut chunk = C::default();
+            let mut stopped = false;
+            let read = source.public_events(types, &mut |event| {
+                if stopped {
+                    return;
+                }
+                chunk.add(args, &event);
+                if chunk.full() {
+                    stopped = merge(std::mem::take(&mut chunk)).is_break();
+                }
+            })?;
+            if !stopped {
+                let _ = merge(chunk);
+            }
+            read
         }
-        chunk.add(args, &event);
-        if chunk.full() {
-            stopped = merge(std::mem::take(&mut chunk)).is_break();
-        }
-    })?;
-    if !stopped {
-        let _ = merge(chunk);
+    };
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(read),
     }
-    Ok(read)
 }
 
 fn run_export(
@@ -593,10 +607,9 @@ fn run_export(
     types: Option<&[&str]>,
 ) -> anyhow::Result<(Written, Vec<PathBuf>)> {
     let mut written = Written::default();
-    let mut failure: Option<anyhow::Error> = None;
     match args.format {
         ExportFormat::Jsonl => {
-            let out: Box<dyn Write> = if args.out.as_os_str() == "-" {
+            let mut out: Box<dyn Write> = if args.out.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
                 Box::new(
@@ -604,50 +617,26 @@ fn run_export(
                         .with_context(|| format!("--out: create {}", args.out.display()))?,
                 )
             };
-            let mut out = out;
-            let mut merge = |chunk: JsonChunk| {
-                let step = match chunk.failure {
-                    Some(error) => Err(error),
-                    None => out.write_all(&chunk.lines).map_err(anyhow::Error::from),
-                };
-                match step {
-                    Ok(()) => {
-                        written.count(chunk.exported, chunk.by_type);
-                        std::ops::ControlFlow::Continue(())
-                    }
-                    Err(error) => {
-                        failure = Some(error);
-                        std::ops::ControlFlow::Break(())
-                    }
+            written.read = export_chunks(args, source, types, &mut |chunk: JsonChunk| {
+                if let Some(error) = chunk.failure {
+                    return Err(error);
                 }
-            };
-            let read = export_chunks(args, source, types, &mut merge)?;
-            written.read = read;
+                out.write_all(&chunk.lines)?;
+                written.count(chunk.exported, chunk.by_type);
+                Ok(())
+            })?;
             out.flush()?;
-            if let Some(error) = failure {
-                return Err(error);
-            }
             Ok((written, vec![args.out.clone()]))
         }
         ExportFormat::Csv => {
             std::fs::create_dir_all(&args.out)
                 .with_context(|| format!("--out: create the directory {}", args.out.display()))?;
             let mut parts = CsvParts::new(args.out.clone());
-            let mut merge = |chunk: CsvChunk| match parts.merge(chunk) {
-                Ok((exported, by_type)) => {
-                    written.count(exported, by_type);
-                    std::ops::ControlFlow::Continue(())
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    std::ops::ControlFlow::Break(())
-                }
-            };
-            let read = export_chunks(args, source, types, &mut merge)?;
-            written.read = read;
-            if let Some(error) = failure {
-                return Err(error);
-            }
+            written.read = export_chunks(args, source, types, &mut |chunk: CsvChunk| {
+                let (exported, by_type) = parts.merge(chunk)?;
+                written.count(exported, by_type);
+                Ok(())
+            })?;
             let files = parts.finish(export_threads(args))?;
             Ok((written, files))
         }

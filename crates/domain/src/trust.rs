@@ -408,7 +408,10 @@ pub fn trust<'a>(
     as_of: Timestamp,
     params: &TrustParams,
 ) -> TrustStanding {
-    SortedHistory::new(history.into_iter().filter(|event| event.occurred_at <= as_of)).trust(as_of, params)
+    // Only the events up to `as_of`, all of them walked: the reference `SortedHistory`'s cut of
+    // one sorted history is tested against.
+    let sorted = SortedHistory::new(history.into_iter().filter(|event| event.occurred_at <= as_of));
+    standing(walk(&sorted.events, params), as_of, params)
 }
 
 /// A customer's history put in business-time order once, to ask its trust at several instants
@@ -428,34 +431,16 @@ impl<'a> SortedHistory<'a> {
         Self { events }
     }
 
-    /// The evidence of the events up to `as_of`.
-    fn walk<'p>(&self, as_of: Timestamp, params: &'p TrustParams) -> Walk<'p> {
-        let until = self.events.partition_point(|event| event.occurred_at <= as_of);
-        let mut walk = Walk {
-            params,
-            evidence: Vec::new(),
-            promises: HashMap::new(),
-            failures: HashMap::new(),
-            failure_times: Vec::new(),
-            complaints: HashMap::new(),
-            last_interaction_angry: false,
-        };
-        for event in &self.events[..until] {
-            let key = HistoryEventKey {
-                event_id: event.event_id,
-                event_type: event.event.event_type(),
-                occurred_at: event.occurred_at,
-            };
-            walk.apply(key, event.event);
-        }
-        walk
+    /// The events up to `as_of`, in business-time order.
+    fn until(&self, as_of: Timestamp) -> &[HistoryEvent<'a>] {
+        &self.events[..self.events.partition_point(|event| event.occurred_at <= as_of)]
     }
 
     /// The trust score alone at `as_of` (what [`SortedHistory::trust`] answers, without the
     /// contributors).
     pub fn score(&self, as_of: Timestamp, params: &TrustParams) -> u8 {
         let (mut positive, mut negative) = (0.0, 0.0);
-        for (key, r, s) in &self.walk(as_of, params).evidence {
+        for (key, r, s) in &walk(self.until(as_of), params).evidence {
             positive += r * decay(key.occurred_at, as_of, params.positive_half_life);
             negative += s * decay(key.occurred_at, as_of, params.negative_half_life);
         }
@@ -464,51 +449,77 @@ impl<'a> SortedHistory<'a> {
 
     /// The whole trust standing at `as_of`.
     pub fn trust(&self, as_of: Timestamp, params: &TrustParams) -> TrustStanding {
-        let walk = self.walk(as_of, params);
-        let mut positive = 0.0;
-        let mut negative = 0.0;
-        let mut contributors: Vec<TrustContribution> = walk
-            .evidence
-            .iter()
-            .map(|(key, r, s)| {
-                let r = r * decay(key.occurred_at, as_of, params.positive_half_life);
-                let s = s * decay(key.occurred_at, as_of, params.negative_half_life);
-                positive += r;
-                negative += s;
-                TrustContribution {
-                    event_id: key.event_id,
-                    event_type: key.event_type,
-                    occurred_at: key.occurred_at,
-                    positive: r,
-                    negative: s,
-                }
-            })
-            .collect();
-        contributors.sort_by(|a, b| (b.positive + b.negative).total_cmp(&(a.positive + a.negative)));
-        contributors.truncate(MAX_CONTRIBUTORS);
-        let total = positive + negative + 2.0;
-        let score = score_of(positive, negative);
-        let uncertainty = 2.0 / total;
-        let band = if uncertainty > 0.5 {
-            TrustBand::Unproven
-        } else {
-            match score {
-                75.. => TrustBand::Trusted,
-                50..=74 => TrustBand::Stable,
-                25..=49 => TrustBand::Strained,
-                _ => TrustBand::Broken,
-            }
+        standing(walk(self.until(as_of), params), as_of, params)
+    }
+}
+
+/// The evidence of `events` (in business-time order).
+fn walk<'p>(events: &[HistoryEvent<'_>], params: &'p TrustParams) -> Walk<'p> {
+    let mut walk = Walk {
+        params,
+        evidence: Vec::new(),
+        promises: HashMap::new(),
+        failures: HashMap::new(),
+        failure_times: Vec::new(),
+        complaints: HashMap::new(),
+        last_interaction_angry: false,
+    };
+    for event in events {
+        let key = HistoryEventKey {
+            event_id: event.event_id,
+            event_type: event.event.event_type(),
+            occurred_at: event.occurred_at,
         };
-        TrustStanding {
-            model_version: TRUST_MODEL_VERSION,
-            as_of,
-            score,
-            uncertainty,
-            band,
-            positive,
-            negative,
-            contributors,
+        walk.apply(key, event.event);
+    }
+    walk
+}
+
+/// The trust standing at `as_of` of a walk's evidence.
+fn standing(walk: Walk<'_>, as_of: Timestamp, params: &TrustParams) -> TrustStanding {
+    let mut positive = 0.0;
+    let mut negative = 0.0;
+    let mut contributors: Vec<TrustContribution> = walk
+        .evidence
+        .iter()
+        .map(|(key, r, s)| {
+            let r = r * decay(key.occurred_at, as_of, params.positive_half_life);
+            let s = s * decay(key.occurred_at, as_of, params.negative_half_life);
+            positive += r;
+            negative += s;
+            TrustContribution {
+                event_id: key.event_id,
+                event_type: key.event_type,
+                occurred_at: key.occurred_at,
+                positive: r,
+                negative: s,
+            }
+        })
+        .collect();
+    contributors.sort_by(|a, b| (b.positive + b.negative).total_cmp(&(a.positive + a.negative)));
+    contributors.truncate(MAX_CONTRIBUTORS);
+    let total = positive + negative + 2.0;
+    let score = score_of(positive, negative);
+    let uncertainty = 2.0 / total;
+    let band = if uncertainty > 0.5 {
+        TrustBand::Unproven
+    } else {
+        match score {
+            75.. => TrustBand::Trusted,
+            50..=74 => TrustBand::Stable,
+            25..=49 => TrustBand::Strained,
+            _ => TrustBand::Broken,
         }
+    };
+    TrustStanding {
+        model_version: TRUST_MODEL_VERSION,
+        as_of,
+        score,
+        uncertainty,
+        band,
+        positive,
+        negative,
+        contributors,
     }
 }
 
