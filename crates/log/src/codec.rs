@@ -27,8 +27,14 @@ use crate::error::{LogError, Result};
 pub const RECORD_FORMAT_V1: u8 = 1;
 /// Format byte of v2 records (personal data sealed after the event).
 pub const RECORD_FORMAT_V2: u8 = 2;
-/// Format byte of v1 stream heads.
+/// Format byte of v1 stream heads: the decision state after the stream's *latest* event,
+/// rewritten by every command (read, no longer written).
 pub(crate) const HEAD_FORMAT_V1: u8 = 1;
+/// Format byte of v2 stream heads: a *snapshot* of the decision state after some event of the
+/// stream, written every `LogConfig::head_snapshot_every` events; the events after it are
+/// folded on load. A new format byte, so that a binary that knows only v1 (and would take a
+/// snapshot for the latest state) rebuilds the state from the events instead.
+pub(crate) const HEAD_FORMAT_V2: u8 = 2;
 /// Format byte of v1 command outcomes.
 pub(crate) const OUTCOME_FORMAT_V1: u8 = 1;
 /// Length of a blake3 chain hash.
@@ -224,10 +230,12 @@ impl<'a> RecordView<'a> {
     }
 }
 
-/// What `streams` keeps per customer: the stream's head and the decision state after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A customer's decision state after `state.version` events of their stream, and where the
+/// last of those events is. `streams` keeps one per customer as a snapshot (not necessarily
+/// of the latest event); the writer keeps the latest in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StreamHead {
-    /// Offset of the customer's latest event in their partition.
+    /// Offset in their partition of the customer's event at `state.version` (0 before any).
     pub(crate) last_offset: u64,
     /// Decision state after `state.version` events.
     pub(crate) state: CustomerState,
@@ -241,14 +249,16 @@ fn encode_versioned<T: Serialize>(format: u8, value: &T, what: &str) -> Result<V
     })
 }
 
+/// Encodes a snapshot of a stream head (format v2).
 pub(crate) fn encode_head(head: &StreamHead) -> Result<Vec<u8>> {
-    encode_versioned(HEAD_FORMAT_V1, head, "stream head")
+    encode_versioned(HEAD_FORMAT_V2, head, "stream head")
 }
 
-/// Decodes a stream head; `None` when its format is unknown (the caller rebuilds it).
+/// Decodes a stored stream head as a snapshot (a v1 head, always the latest, is a valid one);
+/// `None` when its format is unknown or it does not decode (the caller rebuilds it).
 pub(crate) fn decode_head(value: &[u8]) -> Option<StreamHead> {
     match value.split_first() {
-        Some((&HEAD_FORMAT_V1, body)) => postcard::from_bytes(body).ok(),
+        Some((&(HEAD_FORMAT_V1 | HEAD_FORMAT_V2), body)) => postcard::from_bytes(body).ok(),
         _ => None,
     }
 }
@@ -385,5 +395,19 @@ mod tests {
         assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
         let error = decode_view(Position { partition: 1, offset: 6 }, &bytes).unwrap_err();
         assert!(error.to_string().contains("record says it is at partition 1 offset 5"), "{error}");
+    }
+
+    #[test]
+    fn heads_are_written_as_v2_snapshots_and_v1_heads_still_read() {
+        let mut head = StreamHead { last_offset: 41, state: CustomerState::default() };
+        head.state.version = 7;
+        let written = encode_head(&head).unwrap();
+        assert_eq!(written[0], HEAD_FORMAT_V2, "a binary that knows only v1 rebuilds from the events");
+        assert_eq!(decode_head(&written), Some(head.clone()));
+        // A head written before snapshots (always the latest state) is a snapshot too.
+        let v1 = encode_versioned(HEAD_FORMAT_V1, &head, "stream head").unwrap();
+        assert_eq!(&v1[1..], &written[1..]);
+        assert_eq!(decode_head(&v1), Some(head));
+        assert_eq!(decode_head(&[3, 0, 0]), None, "an unknown format is rebuilt, not guessed");
     }
 }

@@ -22,6 +22,15 @@ pub enum Durability {
 /// Partition count of a new log when none is given.
 pub const DEFAULT_PARTITIONS: u16 = 8;
 
+/// Events between two stored decision states of a stream when none is given: a state not in
+/// memory is then folded from at most 31 events, and a command rewrites its customer's state
+/// once in 32 instead of every time (the state grows with the customer's history).
+pub const DEFAULT_HEAD_SNAPSHOT_EVERY: u64 = 32;
+
+fn default_snapshot_every() -> u64 {
+    DEFAULT_HEAD_SNAPSHOT_EVERY
+}
+
 /// Options for [`crate::EventLog::open`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +48,10 @@ pub struct LogConfig {
     pub writers: Option<usize>,
     /// Most customer decision states each writer keeps in memory, per partition it owns.
     pub state_cache_per_partition: usize,
+    /// A customer's decision state is stored (`streams`) every this many events of their
+    /// stream; a state not in memory is loaded from the last one and the events after it.
+    #[serde(default = "default_snapshot_every")]
+    pub head_snapshot_every: u64,
     /// How long command outcomes are kept for idempotent retries; `None` keeps them forever.
     pub command_retention: Option<Span>,
     /// The master key that wraps the customers' data keys (`crate::sealing`); `None`:
@@ -56,6 +69,7 @@ impl LogConfig {
             max_batch: 1024,
             writers: None,
             state_cache_per_partition: 100_000,
+            head_snapshot_every: DEFAULT_HEAD_SNAPSHOT_EVERY,
             command_retention: None,
             master_key: None,
         }

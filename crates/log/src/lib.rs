@@ -222,6 +222,7 @@ impl EventLog {
                 slots,
                 states: Default::default(),
                 state_cache_capacity: config.state_cache_per_partition,
+                head_snapshot_every: config.head_snapshot_every.max(1),
                 durability: config.durability,
                 max_batch: config.max_batch,
                 clock: Arc::clone(&clock),
@@ -574,7 +575,7 @@ impl LogReader {
 
     /// The customer's stream version now (0 when they have no events).
     pub fn stream_version(&self, customer_id: &CustomerId) -> Result<u64> {
-        Ok(self.shared.current()?.stream_head(customer_id)?.map_or(0, |head| head.state.version))
+        self.shared.current()?.stream_version(customer_id)
     }
 
     /// Up to `max` records of `partition` from `from_offset` on.

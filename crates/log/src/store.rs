@@ -12,6 +12,24 @@ use rocksdb::{
 };
 
 use crate::codec::{self, ChainHash, GENESIS_HASH, StoredOutcome, StreamHead};
+
+/// What `streams` holds for a customer.
+pub(crate) enum StoredHead {
+    /// Nothing: a new customer, or one with fewer events than the snapshot interval.
+    Missing,
+    /// A head in an unknown format, or one that does not decode.
+    Unreadable,
+    /// A snapshot of their decision state after some event.
+    Snapshot(StreamHead),
+}
+
+/// A customer's latest stream head, as the writer keeps it, and the version of the snapshot
+/// stored for it (0: none).
+#[derive(Debug, Clone)]
+pub(crate) struct CurrentHead {
+    pub(crate) head: StreamHead,
+    pub(crate) stored_version: u64,
+}
 use crate::config::{DEFAULT_PARTITIONS, LogConfig};
 use crate::error::{LogError, Result};
 use crate::keys::{
@@ -423,32 +441,63 @@ impl Store {
         Ok(ChainHead { next_offset: 0, last_hash: GENESIS_HASH })
     }
 
-    /// The stored head of a customer's stream, rebuilt from the events when its format is old.
-    pub(crate) fn stream_head(&self, customer_id: &CustomerId) -> Result<Option<StreamHead>> {
-        let Some(value) = self.db.get_pinned_cf(self.cf(CF_STREAMS)?, customer_id.as_str())? else {
-            return Ok(None);
+    /// A customer's latest stream head: the stored snapshot with the events after it folded in
+    /// (all their events when the snapshot is missing or unreadable). `None`: no events yet.
+    pub(crate) fn stream_head(&self, customer_id: &CustomerId) -> Result<Option<CurrentHead>> {
+        let snapshot = match self.stream_snapshot(customer_id)? {
+            StoredHead::Snapshot(head) => head,
+            StoredHead::Missing => StreamHead::default(),
+            StoredHead::Unreadable => {
+                tracing::warn!(customer_id = %customer_id, "stream head in an unknown format: rebuilding it from the events");
+                StreamHead::default()
+            }
         };
-        if let Some(head) = codec::decode_head(&value) {
-            return Ok(Some(head));
-        }
-        tracing::warn!(customer_id = %customer_id, "stream head in an unknown format: rebuilding it from the events");
-        self.rebuild_head(customer_id).map(Some)
+        let stored_version = snapshot.state.version;
+        let head = self.fold_stream(customer_id, snapshot)?;
+        Ok((head.state.version > 0).then_some(CurrentHead { head, stored_version }))
     }
 
-    /// Folds a customer's whole stream into a fresh stream head.
-    pub(crate) fn rebuild_head(&self, customer_id: &CustomerId) -> Result<StreamHead> {
-        let mut head = StreamHead { last_offset: 0, state: Default::default() };
-        let mut from_version = 1;
+    /// The number of events in a customer's stream: the stored snapshot's version and the
+    /// stream-index entries after it (no record is read).
+    pub(crate) fn stream_version(&self, customer_id: &CustomerId) -> Result<u64> {
+        let from = match self.stream_snapshot(customer_id)? {
+            StoredHead::Snapshot(head) => head.state.version,
+            StoredHead::Missing | StoredHead::Unreadable => 0,
+        };
+        let after = self.stream_offsets(customer_id, from + 1, usize::MAX)?;
+        Ok(from + after.len() as u64)
+    }
+
+    /// The stream head stored in `streams` for a customer, as it is.
+    pub(crate) fn stream_snapshot(&self, customer_id: &CustomerId) -> Result<StoredHead> {
+        Ok(match self.db.get_pinned_cf(self.cf(CF_STREAMS)?, customer_id.as_str())? {
+            None => StoredHead::Missing,
+            Some(value) => codec::decode_head(&value).map_or(StoredHead::Unreadable, StoredHead::Snapshot),
+        })
+    }
+
+    /// Folds the customer's events after `head` (from version `head.state.version + 1` to the
+    /// end of their stream) into it.
+    pub(crate) fn fold_stream(&self, customer_id: &CustomerId, mut head: StreamHead) -> Result<StreamHead> {
         loop {
-            let events = self.read_stream(customer_id, from_version, 1024)?;
-            let Some(last) = events.last() else { break };
-            from_version = last.stream_version + 1;
+            let events = self.read_stream(customer_id, head.state.version + 1, 1024)?;
+            if events.is_empty() {
+                return Ok(head);
+            }
             for event in &events {
+                if event.stream_version != head.state.version + 1 {
+                    return Err(LogError::Corrupt {
+                        position: event.position,
+                        reason: format!(
+                            "customer {customer_id}: stream version {} follows version {}",
+                            event.stream_version, head.state.version
+                        ),
+                    });
+                }
                 covenant_domain::apply(&mut head.state, &event.event, event.metadata.occurred_at);
                 head.last_offset = event.position.offset;
             }
         }
-        Ok(head)
     }
 
     /// The stored outcome of `command_id` on this customer, if any.
@@ -713,15 +762,15 @@ impl Store {
 
     /// Checks the stream index against the events of every partition: each event's
     /// `(customer, version)` entry points at it, each customer's versions run 1, 2, 3, … in offset
-    /// order, each stream head names the customer's last version and offset, and the index holds
-    /// no entry without an event. Returns the first inconsistency (`None`: consistent) and the
+    /// order, each stored stream head is a snapshot at one of the customer's versions and names
+    /// that event's offset, and the index holds no entry without an event. Returns the first inconsistency (`None`: consistent) and the
     /// number of customers checked. Memory: one entry per customer.
     pub(crate) fn verify_streams(&self) -> Result<(Option<StreamProblem>, u64)> {
         let index = self.cf(CF_STREAM_INDEX)?;
         let mut events = 0u64;
         let mut customers = 0u64;
         for partition in 0..self.partition_count {
-            let mut last: std::collections::HashMap<String, (u64, u64)> = std::collections::HashMap::new();
+            let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
             let mut problem: Option<StreamProblem> = None;
             self.scan_partition(partition, 0, usize::MAX, |position, value| {
                 if problem.is_some() {
@@ -730,7 +779,7 @@ impl Store {
                 let record = codec::RecordView::parse(position, value)?;
                 let envelope = &record.envelope;
                 let customer = envelope.customer_id;
-                let expected = last.get(customer).map_or(1, |(version, _)| version + 1);
+                let expected = last.get(customer).map_or(1, |version| version + 1);
                 let fail = |reason: String| StreamProblem {
                     customer: customer.to_owned(),
                     position: Some(position),
@@ -772,41 +821,51 @@ impl Store {
                         return Ok(());
                     }
                 }
-                last.insert(customer.to_owned(), (envelope.stream_version, position.offset));
+                last.insert(customer.to_owned(), envelope.stream_version);
                 events += 1;
                 Ok(())
             })?;
             if problem.is_some() {
                 return Ok((problem, customers));
             }
-            let mut ordered: Vec<(String, (u64, u64))> = last.into_iter().collect();
+            let mut ordered: Vec<(String, u64)> = last.into_iter().collect();
             ordered.sort();
-            for (customer, (version, offset)) in ordered {
+            for (customer, version) in ordered {
                 customers += 1;
                 let id = CustomerId::new(customer.as_str()).map_err(|error| LogError::CorruptMetadata {
                     what: "a stored customer id".into(),
                     reason: error.to_string(),
                 })?;
-                let head = self.stream_head(&id)?;
-                let fail =
-                    |reason: String| StreamProblem { customer: customer.clone(), position: None, reason };
-                match head {
-                    None => {
-                        return Ok((
-                            Some(fail("the customer has events but no stream head".into())),
-                            customers,
+                let fail = |reason: String| {
+                    Ok((
+                        Some(StreamProblem { customer: customer.clone(), position: None, reason }),
+                        customers,
+                    ))
+                };
+                // A stream shorter than the snapshot interval has no stored head: nothing to check.
+                match self.stream_snapshot(&id)? {
+                    StoredHead::Missing => {}
+                    StoredHead::Unreadable => return fail("the stored stream head does not decode".into()),
+                    StoredHead::Snapshot(head) if head.state.version > version => {
+                        return fail(format!(
+                            "the stream head is a snapshot at version {}, the events end at version {version}",
+                            head.state.version
                         ));
                     }
-                    Some(head) if head.state.version != version || head.last_offset != offset => {
-                        return Ok((
-                            Some(fail(format!(
-                                "the stream head says version {} at offset {}, the events end at version {version} offset {offset}",
-                                head.state.version, head.last_offset
-                            ))),
-                            customers,
-                        ));
+                    StoredHead::Snapshot(head) if head.state.version > 0 => {
+                        // The index was checked against every event above: it knows where the
+                        // snapshot's event is.
+                        let at = self.stream_offsets(&id, head.state.version, 1)?.first().copied();
+                        if at != Some(head.last_offset) {
+                            return fail(format!(
+                                "the stream head is a snapshot at version {} offset {}, that event is at offset {}",
+                                head.state.version,
+                                head.last_offset,
+                                at.map_or_else(|| "none".to_owned(), |offset| offset.to_string())
+                            ));
+                        }
                     }
-                    Some(_) => {}
+                    StoredHead::Snapshot(_) => {}
                 }
             }
         }

@@ -36,6 +36,7 @@ use crate::error::{LogError, Result};
 use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_STREAM_INDEX, CF_STREAMS};
 use crate::sealing::DataKey;
 use crate::shared::SharedStore;
+use crate::store::CurrentHead;
 use crate::store::{ChainHead, Store};
 use crate::{AppendOutcome, AppendRequest, Clock};
 
@@ -150,8 +151,10 @@ pub(crate) struct Writer {
     pub(crate) partitions: Vec<OwnedPartition>,
     /// `slots[partition]` is the index of the partition in `partitions`, if this writer owns it.
     pub(crate) slots: Vec<Option<usize>>,
-    pub(crate) states: Map<CustomerId, StreamHead>,
+    pub(crate) states: Map<CustomerId, CurrentHead>,
     pub(crate) state_cache_capacity: usize,
+    /// A stream's head is stored once it is this many events past its stored snapshot.
+    pub(crate) head_snapshot_every: u64,
     pub(crate) durability: Durability,
     pub(crate) max_batch: usize,
     pub(crate) clock: Arc<dyn Clock>,
@@ -170,8 +173,8 @@ struct Batch {
     /// Chain heads of the owned partitions as this batch moves them (same order as `partitions`).
     chains: Vec<ChainHead>,
     /// Streams touched by this batch, taken out of the cache; returned on success.
-    touched: Map<CustomerId, StreamHead>,
-    /// Streams this batch appended to (their heads are written).
+    touched: Map<CustomerId, CurrentHead>,
+    /// Streams this batch appended to (their heads are stored when due for a snapshot).
     dirty: Set<CustomerId>,
     /// Records of this batch as `(key, value)`, put into `write` in key order when written.
     records: Vec<([u8; 10], Vec<u8>)>,
@@ -383,10 +386,16 @@ impl Writer {
         for (key, value) in batch.records.drain(..) {
             batch.write.put_cf(events_cf, key, value);
         }
+        // A head is stored every `head_snapshot_every` events, not with every command: it holds
+        // the customer's whole decision state, which grows with their history, and a head not in
+        // memory is folded from the last snapshot and the events after it (`Store::stream_head`).
         let streams = store.cf(CF_STREAMS)?;
         for customer_id in &batch.dirty {
-            if let Some(head) = batch.touched.get(customer_id) {
-                batch.write.put_cf(streams, customer_id.as_str(), codec::encode_head(head)?);
+            if let Some(current) = batch.touched.get_mut(customer_id)
+                && current.head.state.version >= current.stored_version + self.head_snapshot_every
+            {
+                batch.write.put_cf(streams, customer_id.as_str(), codec::encode_head(&current.head)?);
+                current.stored_version = current.head.state.version;
             }
         }
         let mut options = WriteOptions::default();
@@ -405,16 +414,16 @@ impl Writer {
         store: &Store,
         batch: &mut Batch,
         customer_id: &CustomerId,
-    ) -> Result<StreamHead> {
-        if let Some(head) = batch.touched.remove(customer_id) {
-            return Ok(head);
+    ) -> Result<CurrentHead> {
+        if let Some(current) = batch.touched.remove(customer_id) {
+            return Ok(current);
         }
-        if let Some(head) = self.states.remove(customer_id) {
-            return Ok(head);
+        if let Some(current) = self.states.remove(customer_id) {
+            return Ok(current);
         }
         Ok(store
             .stream_head(customer_id)?
-            .unwrap_or(StreamHead { last_offset: 0, state: Default::default() }))
+            .unwrap_or(CurrentHead { head: StreamHead::default(), stored_version: 0 }))
     }
 
     fn decide_one(
@@ -450,9 +459,9 @@ impl Writer {
         if let Some(outcome) = store.command_outcome(customer_id.as_str(), request.command_id.as_str())? {
             return Ok(Verdict::Settled(self.replay_outcome(request, &outcome, fingerprint)));
         }
-        let mut head = self.take_stream(store, batch, customer_id)?;
-        let verdict = self.append(store, batch, slot, request, fingerprint, &mut head);
-        batch.touched.insert(customer_id.clone(), head);
+        let mut current = self.take_stream(store, batch, customer_id)?;
+        let verdict = self.append(store, batch, slot, request, fingerprint, &mut current.head);
+        batch.touched.insert(customer_id.clone(), current);
         verdict
     }
 

@@ -158,3 +158,75 @@ async fn the_stream_index_is_checked_against_the_events() {
     let problem = check(dir.path()).0.expect("the extra entry is found");
     assert!(problem.reason.contains("holds 21 entries for 20 events"), "{problem:?}");
 }
+
+/// Opens the log's RocksDB directly and changes its stored stream heads.
+fn tamper_heads(path: &std::path::Path, change: impl FnOnce(&rocksdb::DB, &rocksdb::ColumnFamily)) {
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, &names).unwrap();
+    change(&db, db.cf_handle("streams").unwrap());
+}
+
+/// A log whose heads are stored after every event: cust-0 has three events, cust-1 and cust-2
+/// two, at offsets 0-1 and 6, 2-3, 4-5.
+async fn log_with_a_head_per_event(dir: &std::path::Path) {
+    let mut config = config(dir, 1);
+    config.head_snapshot_every = 1;
+    let log = EventLog::open_with_clock(config, ManualClock::starting_at(T0)).await.unwrap();
+    for i in 0..3 {
+        let id = format!("cust-{i}");
+        register(&log, &id).await;
+        log.append(request(&id, "i1", sample::interaction("i1", 40).unwrap())).await.unwrap();
+    }
+    log.append(request("cust-0", "i2", sample::interaction("i2", 40).unwrap())).await.unwrap();
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn stored_stream_heads_are_checked_against_the_events() {
+    let check = |dir: &std::path::Path| {
+        covenant_log::LogReader::open_read_only(dir.join("log")).unwrap().verify_streams().unwrap()
+    };
+    let copy_head = |from: &'static str, to: &'static str| {
+        move |db: &rocksdb::DB, heads: &rocksdb::ColumnFamily| {
+            let head = db.get_cf(heads, from).unwrap().unwrap();
+            db.put_cf(heads, to, head).unwrap();
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    log_with_a_head_per_event(dir.path()).await;
+    assert_eq!(check(dir.path()), (None, 3), "heads written by the log are consistent");
+
+    // A snapshot beyond the customer's events (cust-0's, at version 3, for cust-1 at 2).
+    tamper_heads(&dir.path().join("log"), copy_head("cust-0", "cust-1"));
+    let problem = check(dir.path()).0.expect("the head ahead of the events is found");
+    assert_eq!(problem.customer, "cust-1");
+    assert!(problem.reason.contains("snapshot at version 3, the events end at version 2"), "{problem:?}");
+
+    // A snapshot at a version the customer has, naming another event (cust-2's).
+    let dir = tempfile::tempdir().unwrap();
+    log_with_a_head_per_event(dir.path()).await;
+    tamper_heads(&dir.path().join("log"), copy_head("cust-2", "cust-1"));
+    let problem = check(dir.path()).0.expect("the head at the wrong offset is found");
+    assert_eq!(problem.customer, "cust-1");
+    assert!(
+        problem.reason.contains("snapshot at version 2 offset 5, that event is at offset 3"),
+        "{problem:?}"
+    );
+
+    // A head that does not decode; a missing head is fine (short streams have none).
+    let dir = tempfile::tempdir().unwrap();
+    log_with_a_head_per_event(dir.path()).await;
+    tamper_heads(&dir.path().join("log"), |db, heads| {
+        db.put_cf(heads, "cust-2", [2u8, 0xff, 0xff]).unwrap();
+        db.delete_cf(heads, "cust-1").unwrap();
+    });
+    let problem = check(dir.path()).0.expect("the unreadable head is found");
+    assert_eq!(problem.customer, "cust-2");
+    assert!(problem.reason.contains("does not decode"), "{problem:?}");
+    // The log still opens and decides from the events alone.
+    let log = open(dir.path(), 1).await;
+    let appended = log.append(request("cust-2", "i9", sample::interaction("i9", 40).unwrap())).await.unwrap();
+    assert_eq!(appended.stream_version, 3);
+    let appended = log.append(request("cust-1", "i9", sample::interaction("i9", 40).unwrap())).await.unwrap();
+    assert_eq!(appended.stream_version, 3);
+}

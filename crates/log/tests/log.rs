@@ -242,6 +242,69 @@ async fn hash_chains_continue_across_restarts() {
     assert!(report.iter().all(|partition| partition.problem.is_none()), "{report:?}");
 }
 
+/// Copies a closed database directory (RocksDB keeps no subdirectories).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A customer's decision state is stored every `head_snapshot_every` events; after a reopen
+/// (and whenever it is not cached) it is the last snapshot with the events after it folded in.
+#[tokio::test]
+async fn a_reopened_writer_decides_on_the_snapshot_and_the_events_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), 1);
+    config.head_snapshot_every = 4;
+    let due = ts(T0 + 3_600_000);
+    let log = EventLog::open_with_clock(config.clone(), ManualClock::starting_at(T0)).await.unwrap();
+    register(&log, "alice").await;
+    // Version 2: a promise before the snapshot at version 4 (and at 8).
+    log.append(request("alice", "p-early", sample::promise("early", due).unwrap())).await.unwrap();
+    for i in 3..=9 {
+        log.append(request("alice", &format!("i{i}"), sample::interaction(&format!("i{i}"), 30).unwrap()))
+            .await
+            .unwrap();
+    }
+    // Version 10: a promise after the last snapshot, known only from the events.
+    let late = log.append(request("alice", "p-late", sample::promise("late", due).unwrap())).await.unwrap();
+    assert_eq!(late.stream_version, 10);
+    log.close().await.unwrap();
+
+    for snapshot_every in [4, 1, 1000] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(&dir.path().join("log"), &copy.path().join("log"));
+        std::fs::copy(dir.path().join("master.key"), copy.path().join("master.key")).unwrap();
+        let mut config = config.clone();
+        config.path = copy.path().join("log");
+        config.head_snapshot_every = snapshot_every;
+        let log = EventLog::open_with_clock(config, ManualClock::starting_at(T0)).await.unwrap();
+        assert_eq!(log.reader().stream_version(&customer("alice")).unwrap(), 10, "every {snapshot_every}");
+        // The stream goes on at version 11: the expected version is the whole stream's.
+        let mut keep_late = request("alice", "k-late", sample::keep("late").unwrap());
+        keep_late.expected_version = Some(10);
+        let kept =
+            log.append(keep_late).await.unwrap_or_else(|error| panic!("every {snapshot_every}: {error}"));
+        assert_eq!(kept.stream_version, 11);
+        // Both promises are open in the reloaded state: each can be kept once.
+        log.append(request("alice", "k-early", sample::keep("early").unwrap())).await.unwrap();
+        let again =
+            log.append(request("alice", "k-late-2", sample::keep("late").unwrap())).await.unwrap_err();
+        assert!(matches!(again, LogError::Rejected(_)), "{again}");
+        let retried =
+            log.append(request("alice", "p-late", sample::promise("late", due).unwrap())).await.unwrap();
+        assert!(retried.deduplicated && retried.stream_version == 10);
+        for partition in log.verify().await.unwrap() {
+            assert!(partition.problem.is_none(), "{partition:?}");
+        }
+        let (problem, customers) = log.reader().verify_streams().unwrap();
+        assert_eq!((problem, customers), (None, 1), "every {snapshot_every}");
+        log.close().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_tail_delivers_new_commits_in_order() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
 //! Property: for random command sequences over many customers — with one or several writer
-//! threads, buffered or fsynced — the log's streams equal a simple in-memory model (the pure domain's decide/apply over a Vec per customer), offsets are
-//! dense per partition, hash chains verify, and all of it survives a reopen.
+//! threads, buffered or fsynced, decision states stored every few events and reloaded often —
+//! the log's streams equal a simple in-memory model (the pure domain's decide/apply over a Vec
+//! per customer), offsets are dense per partition, hash chains verify, and all of it survives a
+//! reopen, after which the customers' scripts go on.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -66,8 +68,15 @@ struct Model {
     outcomes: HashMap<String, u64>,
 }
 
-async fn run_customer(log: covenant_log::EventLog, customer_id: String, steps: Vec<Step>) -> Model {
-    let mut model = Model::default();
+/// Runs `steps` of one customer against the log and the model; `phase` keeps command ids of
+/// scripts run after a reopen apart from the earlier ones (retries may still resend those).
+async fn run_customer(
+    log: covenant_log::EventLog,
+    customer_id: String,
+    steps: Vec<Step>,
+    mut model: Model,
+    phase: &str,
+) -> Model {
     let context = DecisionContext {
         now: Timestamp::from_unix_millis_clamped(T0),
         occurred_at: Timestamp::from_unix_millis_clamped(T0),
@@ -84,7 +93,7 @@ async fn run_customer(log: covenant_log::EventLog, customer_id: String, steps: V
                     ExpectedVersion::Right => model.state.version,
                     ExpectedVersion::Wrong(delta) => model.state.version + u64::from(delta),
                 });
-                (format!("cmd-{index}"), command(kind, item), expected_version)
+                (format!("{phase}cmd-{index}"), command(kind, item), expected_version)
             }
         };
         let mut request: AppendRequest = request(&customer_id, &command_id, command.clone());
@@ -165,43 +174,69 @@ async fn check(log: &covenant_log::EventLog, models: &HashMap<String, Model>) {
     }
 }
 
+/// Runs one script per customer concurrently, each continuing its model.
+async fn run_scripts(
+    log: &covenant_log::EventLog,
+    scripts: Vec<Vec<Step>>,
+    mut models: HashMap<String, Model>,
+    phase: &'static str,
+) -> HashMap<String, Model> {
+    let mut tasks = Vec::new();
+    for (index, steps) in scripts.into_iter().enumerate() {
+        let customer_id = format!("customer-{index}");
+        let model = models.remove(&customer_id).unwrap_or_default();
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let model = run_customer(log, customer_id.clone(), steps, model, phase).await;
+            (customer_id, model)
+        }));
+    }
+    for task in tasks {
+        let (customer_id, model) = task.await.unwrap();
+        models.insert(customer_id, model);
+    }
+    models
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
+    /// Customers' decision states are stored every `snapshot_every` events and, with a state
+    /// cache of one customer, reloaded (snapshot + the events after it) for almost every command;
+    /// after the reopen every state is reloaded.
     #[test]
     fn log_streams_equal_the_model(
-        scripts in prop::collection::vec(prop::collection::vec(step(), 0..60), 1..7),
+        scripts in prop::collection::vec(
+            (prop::collection::vec(step(), 0..60), prop::collection::vec(step(), 0..20)),
+            1..7,
+        ),
         partitions in 1u16..4,
         writers in 1usize..4,
         fsync in any::<bool>(),
+        snapshot_every in 1u64..6,
+        tiny_cache in any::<bool>(),
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let mut config = config(dir.path(), partitions);
             config.writers = Some(writers);
+            config.head_snapshot_every = snapshot_every;
+            if tiny_cache {
+                config.state_cache_per_partition = 1;
+            }
             if fsync {
                 config.durability = covenant_log::Durability::Fsync;
             }
+            let (before, after): (Vec<_>, Vec<_>) = scripts.into_iter().unzip();
             let clock = ManualClock::starting_at(T0);
             let log = covenant_log::EventLog::open_with_clock(config.clone(), clock).await.unwrap();
-            let mut tasks = Vec::new();
-            for (index, steps) in scripts.into_iter().enumerate() {
-                let customer_id = format!("customer-{index}");
-                let log = log.clone();
-                tasks.push(tokio::spawn(async move {
-                    let model = run_customer(log, customer_id.clone(), steps).await;
-                    (customer_id, model)
-                }));
-            }
-            let mut models = HashMap::new();
-            for task in tasks {
-                let (customer_id, model) = task.await.unwrap();
-                models.insert(customer_id, model);
-            }
+            let models = run_scripts(&log, before, HashMap::new(), "").await;
             check(&log, &models).await;
             log.close().await.unwrap();
             let reopened = covenant_log::EventLog::open_with_clock(config, ManualClock::starting_at(T0)).await.unwrap();
+            check(&reopened, &models).await;
+            let models = run_scripts(&reopened, after, models, "again-").await;
             check(&reopened, &models).await;
         });
     }
