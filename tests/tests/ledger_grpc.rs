@@ -311,6 +311,35 @@ async fn every_event_reaches_the_stream_exactly_once_across_ledger_and_nats_kill
     assert!(ledger.terminate(Duration::from_secs(10)).unwrap(), "the ledger should stop cleanly on SIGTERM");
 }
 
+/// The relay stores its cursors at most every `CURSOR_EVERY` while events flow; once they stop,
+/// each partition's cursor reaches its end within that time, so a restart publishes nothing again.
+#[tokio::test]
+async fn relay_cursors_reach_the_end_of_the_log_once_the_flow_stops() {
+    let dir = test_dir().unwrap();
+    let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+    let mut ledger = start_ledger(dir.path(), &nats, "fsync");
+    let mut client = ledger_client(&ledger).await;
+    let mut total = 0;
+    for round in ["a", "b", "c"] {
+        total += append_load(&mut client, round, 200).await;
+    }
+    assert_eq!(stream_messages(&nats.url(), total as u64).await.len(), total);
+    tokio::time::sleep(covenant_bus::relay::CURSOR_EVERY * 3).await;
+    // SIGKILL: nothing is stored on the way out.
+    ledger.kill();
+    let log =
+        covenant_log::EventLog::open(covenant_log::LogConfig::new(dir.path().join("log"))).await.unwrap();
+    let mut ends = 0;
+    for partition in 0..log.partition_count() {
+        let end = log.read_partition(partition, 0, 100_000).await.unwrap().len() as u64;
+        let cursor = log.cursor(&covenant_bus::relay::cursor_name(partition)).await.unwrap().unwrap_or(0);
+        assert_eq!(cursor, end, "partition {partition}: the relay cursor is behind the acknowledged stream");
+        ends += end;
+    }
+    assert_eq!(ends, total as u64);
+    log.close().await.unwrap();
+}
+
 /// The number of messages `COVENANT_EVENTS` holds now (0 before the stream exists).
 async fn stream_count(nats_url: &str) -> u64 {
     let client = async_nats::connect(nats_url).await.unwrap();
