@@ -43,6 +43,9 @@ pub(crate) struct ServicesArgs {
     /// Concurrent gRPC clients of the ingest rows.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// HTTP/2 connections the unary clients share.
+    #[arg(long, default_value_t = covenant_load::DEFAULT_CONNECTIONS)]
+    connections: u64,
     /// Seconds of each gRPC load run.
     #[arg(long, default_value_t = 5.0)]
     load_secs: f64,
@@ -63,6 +66,7 @@ impl Default for ServicesArgs {
             events: 100_000,
             runs: 3,
             clients: 64,
+            connections: covenant_load::DEFAULT_CONNECTIONS,
             load_secs: 5.0,
             visibility_rate: 5000,
             customers: 100_000,
@@ -133,7 +137,10 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
     .await?;
     let ledger_url = format!("http://{}", ledger.grpc_addr);
 
-    let mut unary = Measurement::new(format!("gRPC unary commands, {} clients, fsync", args.clients));
+    let mut unary = Measurement::new(format!(
+        "gRPC unary commands, {} clients on {} connections, fsync",
+        args.clients, args.connections
+    ));
     let mut batched =
         Measurement::new(format!("gRPC AppendBatch (100 per call), {} clients, fsync", args.clients));
     let mut visible =
@@ -145,6 +152,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         config.token = crate::auth::token()?;
         config.rate = 0;
         config.clients = args.clients;
+        config.connections = usize::try_from(args.connections)?.max(1);
         config.duration = Duration::from_secs_f64(args.load_secs);
         config.visibility_every = 0;
         config.run_id = format!("unary{run}");

@@ -28,6 +28,9 @@ pub(crate) struct LoadArgs {
     /// Measure visibility for one command in this many (0: never).
     #[arg(long, default_value_t = 10)]
     visibility_every: u64,
+    /// HTTP/2 connections to the ledger the clients share (each client keeps to one).
+    #[arg(long, default_value_t = covenant_load::DEFAULT_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    connections: u64,
 }
 
 pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
@@ -42,6 +45,7 @@ pub(crate) async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     config.clients = args.clients;
     config.customers_per_client = args.customers_per_client;
     config.visibility_every = args.visibility_every;
+    config.connections = usize::try_from(args.connections)?;
     let target =
         if config.rate == 0 { "as fast as possible".to_owned() } else { format!("{}/s", config.rate) };
     println!("load: {} clients, {target}, for {:.0} s …", config.clients, args.duration);

@@ -23,6 +23,9 @@ use covenant_proto::v1::{self};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 
+/// HTTP/2 connections the clients share when none is given.
+pub const DEFAULT_CONNECTIONS: u64 = 2;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -58,7 +61,7 @@ impl LoadConfig {
             customers_per_client: 8,
             visibility_every: 10,
             run_id: format!("load{}", unix_millis()),
-            connections: 16,
+            connections: DEFAULT_CONNECTIONS as usize,
             token: ClientToken::none(),
         }
     }
