@@ -24,6 +24,7 @@ pub mod codec;
 pub mod config;
 mod error;
 mod keys;
+mod recent;
 pub mod sealing;
 mod shared;
 mod store;
@@ -50,6 +51,7 @@ pub use error::{LogError, Result};
 pub use store::{PartitionVerification, PersonalDataState, StreamProblem};
 
 use crate::codec::StoredOutcome;
+use crate::recent::RecentRecords;
 use crate::shared::SharedStore;
 use crate::store::Store;
 use crate::writer::{AppendJob, OwnedPartition, Writer};
@@ -138,6 +140,8 @@ struct Inner {
     /// Emptied by `close`, which ends the writers once their queues drain.
     queues: RwLock<Vec<mpsc::Sender<AppendJob>>>,
     committed: Vec<watch::Receiver<u64>>,
+    /// Each partition's newest records, as its writer wrote them (for tails that keep up).
+    recent: Vec<Arc<RecentRecords>>,
     writers: Mutex<Vec<JoinHandle<()>>>,
     durability: Durability,
     replication: OnceLock<Arc<dyn ReplicationWaiter>>,
@@ -177,15 +181,19 @@ impl EventLog {
         let writer_count = config.writer_count().min(usize::from(partitions));
         let mut owned: Vec<Vec<OwnedPartition>> = (0..writer_count).map(|_| Vec::new()).collect();
         let mut committed = Vec::with_capacity(usize::from(partitions));
+        let mut recent = Vec::with_capacity(usize::from(partitions));
         for partition in 0..partitions {
             let chain = store.chain_head(partition)?;
             let (committed_sender, committed_receiver) = watch::channel(chain.next_offset);
+            let records = Arc::new(RecentRecords::new(recent::RECENT_RECORDS));
             owned[usize::from(partition) % writer_count].push(OwnedPartition {
                 partition,
                 chain,
                 committed: Arc::new(committed_sender),
+                recent: Arc::clone(&records),
             });
             committed.push(committed_receiver);
+            recent.push(records);
         }
         let store = Arc::new(SharedStore::new(store, Some(config.clone())));
         let mut queues = Vec::with_capacity(writer_count);
@@ -270,6 +278,7 @@ impl EventLog {
                 shared: store,
                 queues: RwLock::new(queues),
                 committed,
+                recent,
                 writers: Mutex::new(writers),
                 durability: config.durability,
                 replication: OnceLock::new(),
@@ -409,6 +418,7 @@ impl EventLog {
             partition,
             next_offset: from_offset,
             committed: self.committed(partition)?,
+            recent: Arc::clone(&self.inner.recent[usize::from(partition)]),
             max_batch: 1024,
         })
     }
@@ -740,6 +750,7 @@ pub struct Tail {
     partition: u16,
     next_offset: u64,
     committed: watch::Receiver<u64>,
+    recent: Arc<RecentRecords>,
     max_batch: usize,
 }
 
@@ -756,7 +767,16 @@ impl Tail {
             if committed > self.next_offset {
                 let wanted =
                     usize::try_from(committed - self.next_offset).unwrap_or(usize::MAX).min(self.max_batch);
-                let events = self.log.read_partition(self.partition, self.next_offset, wanted).await?;
+                let events = match self.recent.read(self.next_offset, self.next_offset + wanted as u64) {
+                    // Just written and still in memory: decoded here, no RocksDB read.
+                    Some(records) => (self.next_offset..)
+                        .zip(&records)
+                        .map(|(offset, value)| {
+                            codec::decode_record(Position { partition: self.partition, offset }, value)
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    None => self.log.read_partition(self.partition, self.next_offset, wanted).await?,
+                };
                 if let Some(last) = events.last() {
                     self.next_offset = last.position.offset + 1;
                     return Ok(events);

@@ -34,6 +34,7 @@ use crate::codec::{self, StoredOutcome, StreamHead};
 use crate::config::Durability;
 use crate::error::{LogError, Result};
 use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_STREAM_INDEX, CF_STREAMS};
+use crate::recent::RecentRecords;
 use crate::sealing::DataKey;
 use crate::shared::SharedStore;
 use crate::store::CurrentHead;
@@ -62,6 +63,8 @@ pub(crate) struct OwnedPartition {
     pub(crate) partition: u16,
     pub(crate) chain: ChainHead,
     pub(crate) committed: Arc<watch::Sender<u64>>,
+    /// The partition's newest records, for tails (filled once RocksDB has taken a batch).
+    pub(crate) recent: Arc<RecentRecords>,
 }
 
 /// The same error again, for each caller of a failed batch.
@@ -242,6 +245,8 @@ impl Writer {
                 );
             }
             owned.chain = chain;
+            // Records written before the failure may be gone: tails read the database again.
+            owned.recent.clear();
             // Everything the reopened database holds was flushed: it is durable.
             publish_committed(&owned.committed, chain.next_offset);
         }
@@ -383,7 +388,7 @@ impl Writer {
         // across partitions.
         batch.records.sort_unstable_by_key(|(key, _)| *key);
         let events_cf = store.cf(CF_EVENTS)?;
-        for (key, value) in batch.records.drain(..) {
+        for (key, value) in &batch.records {
             batch.write.put_cf(events_cf, key, value);
         }
         // A head is stored every `head_snapshot_every` events, not with every command: it holds
@@ -404,7 +409,15 @@ impl Writer {
         store
             .db()
             .write_opt(std::mem::take(&mut batch.write), &options)
-            .map_err(|error| self.shared.failed("write", &LogError::Storage(error)))
+            .map_err(|error| self.shared.failed("write", &LogError::Storage(error)))?;
+        // Taken by RocksDB: tails may read them once they are committed.
+        for (key, value) in batch.records.drain(..) {
+            let Some((partition, offset)) = keys::parse_event_key(&key) else { continue };
+            if let Some(slot) = self.slots.get(usize::from(partition)).copied().flatten() {
+                self.partitions[slot].recent.put(offset, value);
+            }
+        }
+        Ok(())
     }
 
     /// Takes a customer's stream head out of the batch, the cache or the store (a new stream

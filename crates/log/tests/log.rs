@@ -336,6 +336,42 @@ async fn the_tail_delivers_new_commits_in_order() {
     assert_eq!(tail.next_offset(), 101);
 }
 
+/// A tail that keeps up reads the newest records from memory (the writer keeps the last 2,048 of
+/// each partition); one that is further behind reads the database. Both give the records the
+/// database holds, each checked to be at its own position.
+#[tokio::test]
+async fn a_tail_reads_the_same_records_from_memory_and_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 2).await;
+    for customer in ["ann", "bob", "cy"] {
+        register(&log, customer).await;
+    }
+    let partition = customer("ann").partition(2);
+    for i in 0..3_000 {
+        let customer = ["ann", "bob", "cy"][i % 3];
+        log.append(request(customer, &format!("c{i}"), sample::interaction(&format!("i{i}"), 10).unwrap()))
+            .await
+            .unwrap();
+    }
+    let stored = log.read_partition(partition, 0, 10_000).await.unwrap();
+    // From the start (the first batch is older than what memory keeps), and from near the end.
+    let end = stored.len() as u64;
+    for from in [0, end - 1_500].into_iter().chain(end - 20..end) {
+        let mut tail = log.tail(partition, from).unwrap();
+        let mut read = Vec::new();
+        while tail.next_offset() < stored.len() as u64 {
+            read.extend(tail.next_batch().await.unwrap());
+        }
+        assert_eq!(read, stored[from as usize..], "tail from {from}");
+    }
+    // Records committed while the tail waits come from memory too.
+    let mut tail = log.tail(partition, stored.len() as u64).unwrap();
+    let more = log.append(request("ann", "last", sample::interaction("last", 10).unwrap())).await.unwrap();
+    let batch = tail.next_batch().await.unwrap();
+    assert_eq!(batch, log.read_partition(partition, more.first_offset, 1).await.unwrap());
+    assert_eq!(batch[0].command_id.as_str(), "last");
+}
+
 #[tokio::test]
 async fn an_online_backup_reopens_as_a_consistent_log() {
     let dir = tempfile::tempdir().unwrap();
