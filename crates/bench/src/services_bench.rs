@@ -44,7 +44,7 @@ pub(crate) struct ServicesArgs {
     #[arg(long, default_value_t = 64)]
     clients: usize,
     /// HTTP/2 connections the unary clients share.
-    #[arg(long, default_value_t = covenant_load::DEFAULT_CONNECTIONS)]
+    #[arg(long, default_value_t = covenant_load::DEFAULT_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..=1024))]
     connections: u64,
     /// Seconds of each gRPC load run.
     #[arg(long, default_value_t = 5.0)]
@@ -152,7 +152,7 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
         config.token = crate::auth::token()?;
         config.rate = 0;
         config.clients = args.clients;
-        config.connections = usize::try_from(args.connections)?.max(1);
+        config.connections = usize::try_from(args.connections)?;
         config.duration = Duration::from_secs_f64(args.load_secs);
         config.visibility_every = 0;
         config.run_id = format!("unary{run}");

@@ -5,9 +5,10 @@
 //! `max_in_flight` unacknowledged); acks are awaited in order, and only then does the partition's
 //! cursor (`relay/<partition>` in the log's `meta`, the next offset to publish) move; it is
 //! stored at most every [`CURSOR_EVERY`]. After a restart or a NATS outage the relay starts again
-//! from the stored cursor: records published since (acknowledged or not) are published again with the same `Nats-Msg-Id` (the event id), which JetStream
-//! drops as duplicates within its duplicate window; consumers also deduplicate by
-//! partition and offset, so an outage longer than the window cannot make them apply twice.
+//! from the stored cursor: records published since (acknowledged or not) are published again
+//! with the same `Nats-Msg-Id` (the event id), which JetStream drops as duplicates within its
+//! duplicate window; consumers also deduplicate by partition and offset, so an outage longer
+//! than the window cannot make them apply twice.
 //!
 //! The relay also serves `replicated` durability: [`Relay`] implements
 //! [`covenant_log::ReplicationWaiter`], which waits until a partition's acknowledged offset

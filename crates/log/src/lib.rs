@@ -588,6 +588,11 @@ impl LogReader {
         self.shared.current()?.stream_version(customer_id)
     }
 
+    /// A named cursor kept in the log's `meta` (see [`EventLog::cursor`]) as this reader sees it.
+    pub fn cursor(&self, name: &str) -> Result<Option<u64>> {
+        self.shared.current()?.cursor(name)
+    }
+
     /// Up to `max` records of `partition` from `from_offset` on.
     pub fn read_partition(&self, partition: u16, from_offset: u64, max: usize) -> Result<Vec<RecordedEvent>> {
         self.shared.current()?.read_partition(partition, from_offset, max)

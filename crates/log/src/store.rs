@@ -13,6 +13,13 @@ use rocksdb::{
 
 use crate::codec::{self, ChainHash, GENESIS_HASH, StoredOutcome, StreamHead};
 
+use crate::config::{DEFAULT_PARTITIONS, LogConfig};
+use crate::error::{LogError, Result};
+use crate::keys::{
+    self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_META, CF_STREAM_INDEX, CF_STREAMS, COLUMN_FAMILIES,
+};
+use crate::sealing::{DataKey, MasterKey};
+
 /// What `streams` holds for a customer.
 pub(crate) enum StoredHead {
     /// Nothing: a new customer, or one with fewer events than the snapshot interval.
@@ -30,12 +37,6 @@ pub(crate) struct CurrentHead {
     pub(crate) head: StreamHead,
     pub(crate) stored_version: u64,
 }
-use crate::config::{DEFAULT_PARTITIONS, LogConfig};
-use crate::error::{LogError, Result};
-use crate::keys::{
-    self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_META, CF_STREAM_INDEX, CF_STREAMS, COLUMN_FAMILIES,
-};
-use crate::sealing::{DataKey, MasterKey};
 
 /// Most memory the log's memtables take together.
 pub(crate) const LOG_MEMTABLE_BUDGET: usize = 128 << 20;
@@ -763,8 +764,9 @@ impl Store {
     /// Checks the stream index against the events of every partition: each event's
     /// `(customer, version)` entry points at it, each customer's versions run 1, 2, 3, … in offset
     /// order, each stored stream head is a snapshot at one of the customer's versions and names
-    /// that event's offset, and the index holds no entry without an event. Returns the first inconsistency (`None`: consistent) and the
-    /// number of customers checked. Memory: one entry per customer.
+    /// that event's offset, and the index holds no entry without an event. Returns the first
+    /// inconsistency (`None`: consistent) and the number of customers checked. Memory: one entry
+    /// per customer.
     pub(crate) fn verify_streams(&self) -> Result<(Option<StreamProblem>, u64)> {
         let index = self.cf(CF_STREAM_INDEX)?;
         let mut events = 0u64;
