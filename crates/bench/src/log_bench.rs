@@ -10,9 +10,10 @@
 //!   into borrowed views) beside a raw iterator over the same `events` column family; and, to
 //!   show where the time goes, the same scan decoding into owned events (`scan_partition`), one
 //!   decoding only the envelope (`scan_views`), and a raw iterator that only checks checksums;
-//! - rebuilding standing's projections from that log (chunks of 1,000 records applied as the
-//!   consumer applies them; the partitions on every core, as `covenant replay` does, and on one
-//!   thread) beside the same raw iterator.
+//! - rebuilding standing's projections from that log with `covenant replay`'s code
+//!   (`covenant_cli::replay_standing`: chunks of `REBUILD_CHUNK` records into a store without a
+//!   WAL, flushed at the end; the partitions on every core, and on one thread) beside the same
+//!   raw iterator.
 //!
 //! Every database is created fresh in a temporary directory under `--dir` and removed after
 //! its run; every run is capped at `--max-run-secs`, so the one-fsync-per-event rows append
@@ -442,8 +443,9 @@ fn scan_log(
 
 /// Rebuilds standing's projections from the (closed) log at `path` into a fresh store, `runs`
 /// times, the partitions on `threads` threads; returns the records of one rebuild and the runs.
-/// Each chunk is read owned (the projections keep whole events) and applied with its
-/// partition's checkpoint, as the consumer does.
+/// With `covenant replay`'s own code (`covenant_cli::replay_standing`: chunks of
+/// `REBUILD_CHUNK` records, each with its partition's checkpoint), into a store opened for a
+/// rebuild (no WAL) and flushed at the end (timed).
 fn rebuild_runs(
     runtime: &Runtime,
     path: &Path,
@@ -451,7 +453,6 @@ fn rebuild_runs(
     runs: usize,
     threads: usize,
 ) -> Result<(u64, Vec<Run>)> {
-    const CHUNK: usize = 1000;
     let log = EventLog::open_blocking(
         LogConfig::new(path).with_durability(Durability::Buffered),
         Arc::new(SystemClock),
@@ -463,25 +464,18 @@ fn rebuild_runs(
     let mut results = Vec::with_capacity(runs);
     for run in 0..runs {
         let dir = root.join(format!("rebuild-{run}"));
-        let store = covenant_standing::StandingStore::open(
+        let store = covenant_standing::StandingStore::open_for_rebuild(
             &dir,
             reader.partition_count(),
             covenant_domain::deadlines::SlaPolicy::default(),
         )
         .with_context(|| format!("open a standing store at {}", dir.display()))?;
+        let until = (0..reader.partition_count())
+            .map(|partition| reader.partition_end(partition))
+            .collect::<Result<Vec<u64>, _>>()?;
         let start = Instant::now();
-        let applied = reader.on_partitions(threads, &|partition| -> Result<u64> {
-            let mut next = 0;
-            let mut applied = 0u64;
-            loop {
-                let chunk = reader.read_partition(partition, next, CHUNK)?;
-                let Some(last) = chunk.last() else { break };
-                next = last.position.offset + 1;
-                store.apply_events(partition, &chunk).context("apply a chunk to standing")?;
-                applied += chunk.len() as u64;
-            }
-            Ok(applied)
-        })?;
+        let applied = covenant_cli::replay_standing(&reader, &store, &until, threads, &mut |_| {})?;
+        store.finish_rebuild().context("flush the rebuilt store")?;
         results.push(Run::new(applied, start.elapsed()));
         records = applied;
         drop(store);
@@ -686,10 +680,12 @@ fn render(
         false,
     );
     row(
-        "rebuilding standing's projections from the log: each partition read in chunks of 1,000 \
-         records, applied as the consumer applies them (timeline, customers, promises, complaints, \
-         surveys, checkpoint: one RocksDB WriteBatch per chunk) into a fresh store, the partitions \
-         on every core (`LogReader::on_partitions`, as `covenant replay` does)"
+        "rebuilding standing's projections from the log with `covenant replay`'s code \
+         (`covenant_cli::replay_standing`): each partition in chunks of 65,536 records, each record \
+         checked and its event copied into the customer's timeline segment as stored, only the \
+         events whose payload the projections read decoded; one RocksDB WriteBatch per chunk \
+         (timeline segments, customers, promises, complaints, surveys, checkpoint) into a fresh \
+         store without a WAL, flushed at the end; the partitions on every core"
             .to_string(),
         rebuild,
         true,

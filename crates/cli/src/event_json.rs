@@ -17,7 +17,6 @@ use covenant_domain::events::{ActorKind, Channel};
 use covenant_domain::ids::EventId;
 use covenant_domain::views::RecordedEventView;
 use covenant_domain::{Position, RecordedEvent, Timestamp};
-use covenant_proto::convert::{ConvertError, Pii, envelope};
 use serde_json::{Value, json};
 
 /// The columns every CSV file starts with, in order.
@@ -53,7 +52,11 @@ pub(crate) fn check_event_types(option: &str, types: &[String]) -> anyhow::Resul
 
 /// The event with its personal data left out, exactly as the public stream carries it (the same
 /// conversion the relay publishes with).
-pub(crate) fn redacted(event: &RecordedEvent) -> Result<RecordedEvent, ConvertError> {
+#[cfg(test)]
+pub(crate) fn redacted(
+    event: &RecordedEvent,
+) -> Result<RecordedEvent, covenant_proto::convert::ConvertError> {
+    use covenant_proto::convert::{Pii, envelope};
     RecordedEvent::try_from(envelope(event, Pii::Redact))
 }
 
@@ -61,7 +64,6 @@ pub(crate) fn redacted(event: &RecordedEvent) -> Result<RecordedEvent, ConvertEr
 /// empty (`covenant-proto` checks that sealing and redaction agree), without the protobuf round
 /// trip of [`redacted`]. Records written since personal data is sealed hold none in clear; older
 /// ones (record format 1) do.
-#[cfg(test)]
 pub(crate) fn redact(event: &mut RecordedEvent) {
     let _ = covenant_domain::personal::take_personal_data(&mut event.event);
 }

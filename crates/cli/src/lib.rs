@@ -17,6 +17,8 @@ mod json_payload;
 mod load;
 mod org_metrics;
 mod replay;
+
+pub use replay::replay_standing;
 mod tail;
 mod up;
 mod watch;

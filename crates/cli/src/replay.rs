@@ -2,16 +2,20 @@
 //! deadlines) from the log, and the projection check of `covenant verify`.
 //!
 //! A replay builds the new store beside the old one (`<name>.replay`), applying every partition
-//! in chunks of 1,000 events exactly as the live consumer does (each chunk with its checkpoint in
-//! one write, each event without its personal data, as the public stream carries it; the
-//! partitions on every core at once, as the live consumers run side by side), then swaps it in:
-//! the old store is never half-rebuilt. The service must be
+//! through the same code as the live consumer (each chunk with its checkpoint in one write, each
+//! event without its personal data, as the public stream carries it; the partitions on every
+//! core at once, as the live consumers run side by side) but in chunks of
+//! [`REBUILD_CHUNK`](covenant_standing::store::REBUILD_CHUNK) events and without RocksDB's WAL
+//! (a replay that stops half way is thrown away), then flushes it and swaps it in: the old store
+//! is never half-rebuilt. The service must be
 //! stopped (its store's lock says when it is not). Progress: a bar with events/s and ETA on a
 //! terminal (indicatif), a plain line every two seconds otherwise.
 //!
 //! The check opens standing's store read-only (beside a running standing), reads how far it has
 //! applied each partition, replays the log up to exactly there into a temporary store, and
-//! compares the read models family by family; the first difference is named.
+//! compares the read models family by family; the first difference is named. Timelines are
+//! compared as histories, event by event: the live consumer's segments hold a delivery's events,
+//! the replay's a chunk's.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -22,16 +26,20 @@ use anyhow::{Context, bail};
 use covenant_bus::EventSink;
 use covenant_domain::deadlines::SlaPolicy;
 use covenant_log::LogReader;
+use covenant_log::codec::RecordView;
 use covenant_standing::StandingStore;
-use covenant_standing::store::{COMPLAINTS, CUSTOMERS, PROMISES, RESOLUTIONS, SURVEYS, TIMELINE};
+use covenant_standing::store::{
+    AppliedEvent, COMPLAINTS, CUSTOMERS, PROMISES, RESOLUTIONS, SURVEYS, TIMELINE, first_timeline_difference,
+    reads_payload,
+};
 use covenant_store::Store;
 use covenant_watchdog::store::DeadlineStore;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::event_json::redacted;
+use crate::event_json::redact;
 
-/// Events applied per write, as the live consumer does at most.
-const CHUNK: usize = 1000;
+/// Events applied per write.
+const CHUNK: usize = covenant_standing::store::REBUILD_CHUNK;
 /// The read models a replay must reproduce exactly (the band families depend on when the band
 /// tracker looked, not only on the log).
 pub(crate) const COMPARED: [&str; 6] = [TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS, RESOLUTIONS, SURVEYS];
@@ -108,41 +116,34 @@ impl Progress {
     }
 }
 
-/// Applies the log's events to `sink`, every partition from the sink's own next offset up to
-/// `until[partition]` (exclusive), in chunks, the partitions on the machine's cores at once (a
-/// customer's events are all in one partition, and the live consumers apply partitions
-/// concurrently too); returns how many it applied. `progress` hears the running total.
-fn replay_into(
+/// Drives a replay: for every partition, from `next_offset(partition)` up to `until[partition]`
+/// (exclusive), calls `apply_chunk(partition, from, max)`, which applies up to `max` events from
+/// offset `from` in one write and returns how many; the partitions on `threads` threads at once
+/// (a customer's events are all in one partition, and the live consumers apply partitions
+/// concurrently too). Returns how many events were applied; `progress` hears the running total.
+fn replay_chunks(
     reader: &LogReader,
-    sink: &dyn EventSink,
     until: &[u64],
+    threads: usize,
+    next_offset: &(dyn Fn(u16) -> anyhow::Result<u64> + Sync),
+    apply_chunk: &(dyn Fn(u16, u64, usize) -> anyhow::Result<u64> + Sync),
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<u64> {
-    let threads = covenant_log::available_cores();
     let applied = std::sync::atomic::AtomicU64::new(0);
     let progress = std::sync::Mutex::new(progress);
     reader.on_partitions(threads, &|partition| -> anyhow::Result<u64> {
         let end = until.get(usize::from(partition)).copied().unwrap_or(0);
-        let mut next = sink.next_offset(partition).map_err(|error| anyhow::anyhow!("{error}"))?;
+        let mut next = next_offset(partition)?;
         let mut replayed = 0u64;
         while next < end {
             let wanted = usize::try_from(end - next).unwrap_or(CHUNK).min(CHUNK);
-            // The services consume the public stream: events without personal data.
-            let chunk = reader
-                .read_partition(partition, next, wanted)?
-                .iter()
-                .map(redacted)
-                .collect::<Result<Vec<_>, _>>()
-                .context("redact an event as the public stream carries it")?;
-            let Some(last) = chunk.last() else {
+            let visited = apply_chunk(partition, next, wanted)?;
+            if visited == 0 {
                 bail!("partition {partition} ends at offset {next}, before offset {end}");
-            };
-            next = last.position.offset + 1;
-            sink.apply(partition, &chunk)
-                .map_err(|error| anyhow::anyhow!("apply partition {partition}: {error}"))?;
-            replayed += chunk.len() as u64;
-            let total = applied.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed)
-                + chunk.len() as u64;
+            }
+            next += visited;
+            replayed += visited;
+            let total = applied.fetch_add(visited, std::sync::atomic::Ordering::Relaxed) + visited;
             // Whoever holds the reporter reports; the others need not wait for it.
             if let Ok(mut report) = progress.try_lock() {
                 report(total);
@@ -150,6 +151,80 @@ fn replay_into(
         }
         Ok(replayed)
     })
+}
+
+/// Applies the log's events to `sink` (see [`replay_chunks`]) from the sink's own next offsets,
+/// on every core: each chunk read as owned events without their personal data (as the public
+/// stream carries them) and given to the sink as a consumer delivery is.
+fn replay_into(
+    reader: &LogReader,
+    sink: &dyn EventSink,
+    until: &[u64],
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> anyhow::Result<u64> {
+    let next_offset = |partition| sink.next_offset(partition).map_err(|error| anyhow::anyhow!("{error}"));
+    let apply_chunk = |partition, from, max| -> anyhow::Result<u64> {
+        let mut chunk = reader.read_partition(partition, from, max)?;
+        chunk.iter_mut().for_each(redact);
+        if !chunk.is_empty() {
+            sink.apply(partition, &chunk)
+                .map_err(|error| anyhow::anyhow!("apply partition {partition}: {error}"))?;
+        }
+        Ok(chunk.len() as u64)
+    };
+    replay_chunks(reader, until, covenant_log::available_cores(), &next_offset, &apply_chunk, progress)
+}
+
+/// Applies the log's events to standing's projections (see [`replay_chunks`]) from the store's
+/// own next offsets, on `threads` threads, straight from the stored records: each record's
+/// checksum and envelope are checked ([`RecordView::parse`]), its event is copied into the
+/// timeline as stored (a record keeps the event without its personal data, as the public stream
+/// carries it), and only the events whose payload the projections read ([`reads_payload`]:
+/// registrations, tier changes, promises, complaints, surveys) are decoded. Records written
+/// before personal data was sealed (format 1) are decoded and redacted. Each chunk is one
+/// [`covenant_standing::store::BatchApplier`] write with its checkpoint. Returns how many events
+/// it applied.
+pub fn replay_standing(
+    reader: &LogReader,
+    store: &StandingStore,
+    until: &[u64],
+    threads: usize,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> anyhow::Result<u64> {
+    let next_offset = |partition| store.next_offset(partition).map_err(|error| anyhow::anyhow!("{error}"));
+    let apply_chunk = |partition, from, max| -> anyhow::Result<u64> {
+        let mut applier = store.applier(partition);
+        let visited = reader.scan_raw(partition, from, max, |position, value| -> anyhow::Result<()> {
+            let record = RecordView::parse(position, value)?;
+            let envelope = &record.envelope;
+            let redacted_bytes;
+            let (encoded, event) = match record.public_event()? {
+                Some(encoded) => {
+                    (encoded, if reads_payload(envelope.event_index) { Some(record.decode()?) } else { None })
+                }
+                None => {
+                    let mut event = record.decode()?;
+                    redact(&mut event);
+                    redacted_bytes = postcard::to_allocvec(&event)?;
+                    (&redacted_bytes[..], Some(event))
+                }
+            };
+            applier.apply(AppliedEvent {
+                customer_id: envelope.customer_id,
+                stream_version: envelope.stream_version,
+                position,
+                event_id: envelope.event_id,
+                event_index: envelope.event_index,
+                occurred_at: envelope.metadata.occurred_at,
+                encoded,
+                event: event.as_ref(),
+            })?;
+            Ok(())
+        })?;
+        applier.commit().with_context(|| format!("apply partition {partition}"))?;
+        Ok(visited as u64)
+    };
+    replay_chunks(reader, until, threads, &next_offset, &apply_chunk, progress)
 }
 
 /// Opens the log of a data directory read-only, naming the place when there is none.
@@ -208,12 +283,16 @@ fn rebuild(reader: &LogReader, data: &Path, name: &'static str, until: &[u64]) -
     }
     let total: u64 = until.iter().sum();
     let mut progress = Progress::new(name, total);
-    let applied = {
-        let sink: Box<dyn EventSink> = match name {
-            "standing" => Box::new(StandingStore::open(&fresh, partitions, policy.clone())?),
-            _ => Box::new(DeadlineStore::open(&fresh, partitions, policy)?),
-        };
-        replay_into(reader, sink.as_ref(), until, &mut |applied| progress.set(applied))?
+    let mut report = |applied| progress.set(applied);
+    let applied = match name {
+        "standing" => {
+            let store = StandingStore::open_for_rebuild(&fresh, partitions, policy.clone())?;
+            let applied =
+                replay_standing(reader, &store, until, covenant_log::available_cores(), &mut report)?;
+            store.finish_rebuild()?;
+            applied
+        }
+        _ => replay_into(reader, &DeadlineStore::open(&fresh, partitions, policy)?, until, &mut report)?,
     };
     progress.finish(applied);
     let before = data.join(format!("{name}.before-replay"));
@@ -264,8 +343,6 @@ pub(crate) enum ProjectionCheck {
 fn describe(family: &str, bytes: &[u8]) -> String {
     use covenant_standing::views::{ComplaintRecord, CustomerRecord, PromiseRecord, SurveyFact};
     let decoded = match family {
-        TIMELINE => covenant_store::decode::<covenant_domain::RecordedEvent>(family, bytes)
-            .map(|value| format!("{value:?}")),
         CUSTOMERS => {
             covenant_store::decode::<CustomerRecord>(family, bytes).map(|value| format!("{value:?}"))
         }
@@ -295,12 +372,30 @@ pub(crate) fn check_standing(data: &Path, scratch: &Path) -> anyhow::Result<Proj
         .collect::<anyhow::Result<_>>()?;
     let replayed_dir = scratch.join("standing-check");
     let events = {
-        let replayed = StandingStore::open(&replayed_dir, reader.partition_count(), SlaPolicy::default())?;
-        replay_into(&reader, &replayed, &until, &mut |_| {})?
+        let replayed =
+            StandingStore::open_for_rebuild(&replayed_dir, reader.partition_count(), SlaPolicy::default())?;
+        let events =
+            replay_standing(&reader, &replayed, &until, covenant_log::available_cores(), &mut |_| {})?;
+        replayed.finish_rebuild()?;
+        events
     };
     let replayed = Store::open_read_only(&replayed_dir)?;
     for family in COMPARED {
         if !live.has_family(family) {
+            continue;
+        }
+        if family == TIMELINE {
+            if let Some(difference) = first_timeline_difference(&live, &replayed)? {
+                let show = |event: Option<covenant_domain::RecordedEvent>| {
+                    event.map_or_else(|| "(absent)".to_owned(), |event| format!("{event:?}"))
+                };
+                return Ok(ProjectionCheck::Differs {
+                    family,
+                    key: format!("{}/{}", difference.customer_id, difference.stream_version),
+                    live: show(difference.left),
+                    replayed: show(difference.right),
+                });
+            }
             continue;
         }
         if let Some(key) = live.first_difference(&replayed, family)? {

@@ -460,7 +460,8 @@ impl Event {
         }
     }
 
-    fn catalogue_index(&self) -> usize {
+    /// The event's index in the catalogue ([`EVENT_TYPES`]; postcard's variant index).
+    pub fn catalogue_index(&self) -> usize {
         match self {
             Event::CustomerRegistered { .. } => 0,
             Event::CustomerProfileUpdated { .. } => 1,

@@ -87,6 +87,13 @@ macro_rules! string_id {
             }
         }
 
+        /// Hashes and compares as its text, so maps keyed by the id can be searched with a `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl TryFrom<String> for $name {
             type Error = DomainError;
             fn try_from(value: String) -> Result<Self, Self::Error> {

@@ -177,6 +177,8 @@ pub use covenant_domain::views::EnvelopeView;
 #[derive(Debug, Clone, Copy)]
 pub struct RecordView<'a> {
     pub envelope: EnvelopeView<'a>,
+    /// The record's format byte ([`RECORD_FORMAT_V1`] or [`RECORD_FORMAT_V2`]).
+    format: u8,
     /// The whole record body (the owned decode reads it from the start).
     body: &'a [u8],
     /// The body after the envelope: the event's fields, then any sealed personal data.
@@ -205,7 +207,24 @@ impl<'a> RecordView<'a> {
         if envelope.event_index as usize >= covenant_domain::events::EVENT_TYPES.len() {
             return Err(corrupt(position, format!("unknown event variant {}", envelope.event_index)));
         }
-        Ok(Self { envelope, body: raw.body, payload: decoder.rest() })
+        Ok(Self { envelope, format: raw.format, body: raw.body, payload: decoder.rest() })
+    }
+
+    /// The event's postcard bytes as the public stream carries it (without personal data),
+    /// copied from the record without decoding it into owned values: what a projection keeps of
+    /// the event. `None` for a format-1 record, whose personal data is in clear (decode and
+    /// redact it).
+    pub fn public_event(&self) -> Result<Option<&'a [u8]>> {
+        if self.format != RECORD_FORMAT_V2 {
+            return Ok(None);
+        }
+        let mut decoder = ViewDecoder::new(self.payload);
+        decoder
+            .event(self.envelope.event_index)
+            .map_err(|error| corrupt(self.envelope.position, format!("does not decode: {error}")))?;
+        // What follows the event is its sealed personal data.
+        let sealed = decoder.rest().len();
+        Ok(Some(&self.body[..self.body.len() - sealed]))
     }
 
     /// The event's type name (snake case).
@@ -328,6 +347,29 @@ mod tests {
             },
             event,
         }
+    }
+
+    #[test]
+    fn the_public_event_of_a_record_is_its_event_as_stored_without_the_sealed_data() {
+        let mut event = record("pat", 40, 2, 7, 1_800_000_000_000);
+        let personal = covenant_domain::personal::take_personal_data(&mut event.event);
+        assert!(personal.is_some(), "an interaction's summary is personal data");
+        let (stored, _) = encode_sealed_record(&GENESIS_HASH, &event, b"sealed personal data").unwrap();
+        let view = RecordView::parse(event.position, &stored).unwrap();
+        let public = view.public_event().unwrap().unwrap();
+        assert_eq!(public, postcard::to_allocvec(&event).unwrap().as_slice());
+        assert_eq!(postcard::from_bytes::<RecordedEvent>(public).unwrap(), event);
+
+        // A format-1 record keeps its personal data in clear: no public bytes to copy.
+        let clear = record("pat", 40, 2, 7, 1_800_000_000_000);
+        let mut v1 = vec![RECORD_FORMAT_V1];
+        v1.extend_from_slice(&GENESIS_HASH);
+        v1.extend_from_slice(&postcard::to_allocvec(&clear).unwrap());
+        let checksum = xxhash_rust::xxh3::xxh3_64(&v1);
+        v1.extend_from_slice(&checksum.to_le_bytes());
+        let view = RecordView::parse(clear.position, &v1).unwrap();
+        assert_eq!(view.public_event().unwrap(), None);
+        assert_eq!(view.decode().unwrap(), clear);
     }
 
     proptest! {

@@ -648,16 +648,16 @@ impl LogReader {
 
     /// Visits up to `max` stored records of `partition` from `from_offset` on, undecoded, for a
     /// reader that decodes only some of them ([`codec::peek_customer`] to choose,
-    /// [`codec::RecordView::parse`] to read); the first error of `visit` stops it. Returns how
-    /// many were visited.
-    pub fn scan_raw(
+    /// [`codec::RecordView::parse`] to read); the first error of `visit` (any error type a
+    /// [`LogError`] converts into) stops it and is returned. Returns how many were visited.
+    pub fn scan_raw<E: From<LogError>>(
         &self,
         partition: u16,
         from_offset: u64,
         max: usize,
-        visit: impl FnMut(Position, &[u8]) -> Result<()>,
-    ) -> Result<usize> {
-        self.shared.current()?.scan_partition(partition, from_offset, max, visit)
+        visit: impl FnMut(Position, &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
+        self.shared.current()?.scan_partition_with(partition, from_offset, max, visit)
     }
 
     /// The next offset to be written in `partition` (its record count).

@@ -536,8 +536,19 @@ impl Store {
         partition: u16,
         from_offset: u64,
         max: usize,
-        mut visit: impl FnMut(Position, &[u8]) -> Result<()>,
+        visit: impl FnMut(Position, &[u8]) -> Result<()>,
     ) -> Result<usize> {
+        self.scan_partition_with(partition, from_offset, max, visit)
+    }
+
+    /// [`Self::scan_partition`] with a visitor whose errors are its own.
+    pub(crate) fn scan_partition_with<E: From<LogError>>(
+        &self,
+        partition: u16,
+        from_offset: u64,
+        max: usize,
+        mut visit: impl FnMut(Position, &[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
         self.check_partition(partition)?;
         let mut read_options = ReadOptions::default();
         read_options.set_iterate_upper_bound(keys::event_key(partition, u64::MAX).to_vec());
@@ -555,16 +566,17 @@ impl Store {
                     return Err(LogError::Corrupt {
                         position,
                         reason: format!("missing: the next stored offset is {offset}"),
-                    });
+                    }
+                    .into());
                 }
-                None => return Err(LogError::Corrupt { position, reason: "malformed key".into() }),
+                None => return Err(LogError::Corrupt { position, reason: "malformed key".into() }.into()),
             }
             visit(position, value)?;
             visited += 1;
             expected += 1;
             iterator.next();
         }
-        iterator.status()?;
+        iterator.status().map_err(LogError::from)?;
         Ok(visited)
     }
 

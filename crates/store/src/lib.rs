@@ -7,11 +7,19 @@
 //! Writes go to RocksDB's WAL without fsync: a killed process loses nothing the WAL holds, and a
 //! machine crash can only take the store back to an earlier consistent point, which the consumer
 //! re-applies from the stream (the event log stays the system of record).
+//!
+//! A store being rebuilt from the log into a fresh directory ([`Store::open_for_rebuild`]) skips
+//! the WAL: a rebuild that stops half way is thrown away and started again, never used, so its
+//! writes need no log; [`Store::finish_rebuild`] flushes them to SST files before the directory
+//! is put to use.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, WriteBatch};
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, DBCompressionType, Direction, FlushOptions, IteratorMode, Options,
+    WriteBatch, WriteOptions,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -44,11 +52,16 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A stored entry, raw: its key and value.
+pub type RawEntry = (Box<[u8]>, Box<[u8]>);
+
 /// An open store (cheap to clone).
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
     path: PathBuf,
+    /// Whether writes go to the WAL (`false` only while a fresh store is being rebuilt).
+    logged: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -61,6 +74,17 @@ impl Store {
     /// Opens (creating when missing) the store at `path` with `families` besides [`META`], for a
     /// stream of `partitions` partitions (a store created for another count is refused).
     pub fn open(path: &Path, families: &[&str], partitions: u16) -> Result<Self> {
+        Self::open_logged(path, families, partitions, true)
+    }
+
+    /// Opens a store to rebuild from the log: like [`Self::open`], but its writes skip the WAL
+    /// (a crash loses them all; the rebuild must then start again in a fresh directory). Call
+    /// [`Self::finish_rebuild`] when the last write is done.
+    pub fn open_for_rebuild(path: &Path, families: &[&str], partitions: u16) -> Result<Self> {
+        Self::open_logged(path, families, partitions, false)
+    }
+
+    fn open_logged(path: &Path, families: &[&str], partitions: u16, logged: bool) -> Result<Self> {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -80,7 +104,7 @@ impl Store {
             .collect::<Vec<_>>();
         let db = DB::open_cf_descriptors(&options, path, descriptors)
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let store = Self { db: Arc::new(db), path: path.to_owned() };
+        let store = Self { db: Arc::new(db), path: path.to_owned(), logged };
         match store.get_raw(META, PARTITIONS_KEY)? {
             Some(bytes) => {
                 let stored = <[u8; 2]>::try_from(bytes.as_slice()).map(u16::from_be_bytes).map_err(|_| {
@@ -98,11 +122,12 @@ impl Store {
                 }
             }
             None => {
-                let family = store.family(META)?;
-                store.db.put_cf(family, PARTITIONS_KEY, partitions.to_be_bytes())?;
+                let mut batch = store.batch();
+                batch.put_raw(META, PARTITIONS_KEY, &partitions.to_be_bytes())?;
+                batch.commit()?;
             }
         }
-        tracing::debug!(path = %path.display(), "store open");
+        tracing::debug!(path = %path.display(), logged, "store open");
         Ok(store)
     }
 
@@ -114,7 +139,20 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let db = DB::open_cf_for_read_only(&options, path, &families, false)
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok(Self { db: Arc::new(db), path: path.to_owned() })
+        Ok(Self { db: Arc::new(db), path: path.to_owned(), logged: true })
+    }
+
+    /// Ends a rebuild (see [`Self::open_for_rebuild`]): flushes every family's memtable to SST
+    /// files and waits for it, so the store holds everything written without a WAL.
+    pub fn finish_rebuild(&self) -> Result<()> {
+        let mut options = FlushOptions::default();
+        options.set_wait(true);
+        let names = DB::list_cf(&Options::default(), &self.path)
+            .map_err(|source| StoreError::Open { path: self.path.clone(), source })?;
+        let handles = names.iter().map(|name| self.family(name)).collect::<Result<Vec<_>>>()?;
+        self.db.flush_cfs_opt(&handles, &options)?;
+        tracing::debug!(path = %self.path.display(), "rebuilt store flushed");
+        Ok(())
     }
 
     /// Whether the store has a family called `name`.
@@ -191,6 +229,39 @@ impl Store {
         Ok(())
     }
 
+    /// Like [`Self::visit`], but starting at the entry **at or before** `start` when one has the
+    /// prefix (else at the first entry with the prefix): for keys that name the first of a range
+    /// of items, so that the range holding `start` is visited too.
+    pub fn visit_from_floor(
+        &self,
+        family: &str,
+        prefix: &[u8],
+        start: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let handle = self.family(family)?;
+        let mut entries = self.db.raw_iterator_cf(handle);
+        entries.seek_for_prev(start);
+        if !entries.key().is_some_and(|key| key.starts_with(prefix)) {
+            entries.seek(prefix);
+        }
+        while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
+            if !key.starts_with(prefix) || !visit(key, value)? {
+                return Ok(());
+            }
+            entries.next();
+        }
+        entries.status()?;
+        Ok(())
+    }
+
+    /// Every entry of `family` in key order, raw, as an iterator (for comparing two stores
+    /// side by side).
+    pub fn entries(&self, family: &str) -> Result<impl Iterator<Item = Result<RawEntry>> + '_> {
+        let handle = self.family(family)?;
+        Ok(self.db.iterator_cf(handle, IteratorMode::Start).map(|entry| entry.map_err(StoreError::from)))
+    }
+
     /// The last key of `family` (`None`: the family is empty).
     pub fn last_key(&self, family: &str) -> Result<Option<Vec<u8>>> {
         let handle = self.family(family)?;
@@ -264,9 +335,16 @@ impl Batch<'_> {
         self.put_raw(META, &checkpoint_key(partition), &next_offset.to_be_bytes())
     }
 
-    /// Writes the batch atomically (to the WAL, without fsync).
+    /// Writes the batch atomically (to the WAL, without fsync; not to the WAL in a store being
+    /// rebuilt).
     pub fn commit(self) -> Result<()> {
-        self.store.db.write(self.batch)?;
+        if self.store.logged {
+            self.store.db.write(self.batch)?;
+        } else {
+            let mut options = WriteOptions::default();
+            options.disable_wal(true);
+            self.store.db.write_opt(self.batch, &options)?;
+        }
         Ok(())
     }
 }
@@ -353,6 +431,45 @@ mod tests {
             Store::open(dir.path(), &["things"], 8),
             Err(StoreError::PartitionMismatch { stored: 4, .. })
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_rebuilt_store_holds_its_writes_once_finished_and_floors_find_the_range_holding_a_key() -> Result<()>
+    {
+        let dir = tempfile::tempdir()
+            .map_err(|error| StoreError::Corrupt { family: "test".into(), reason: error.to_string() })?;
+        {
+            let store = Store::open_for_rebuild(dir.path(), &["ranges"], 2)?;
+            let mut batch = store.batch();
+            for (key, first) in [(&b"a/10"[..], 10u32), (b"a/20", 20), (b"b/05", 5)] {
+                batch.put("ranges", key, &first)?;
+            }
+            batch.set_checkpoint(1, 9)?;
+            batch.commit()?;
+            store.finish_rebuild()?;
+        }
+        let store = Store::open(dir.path(), &["ranges"], 2)?;
+        assert_eq!(store.checkpoint(1)?, 9, "written without a WAL, flushed before the store closed");
+        let from = |prefix: &[u8], start: &[u8]| -> Result<Vec<Vec<u8>>> {
+            let mut keys = Vec::new();
+            store.visit_from_floor("ranges", prefix, start, |key, _| {
+                keys.push(key.to_vec());
+                Ok(true)
+            })?;
+            Ok(keys)
+        };
+        assert_eq!(from(b"a/", b"a/15")?, [b"a/10".to_vec(), b"a/20".to_vec()], "the range holding 15");
+        assert_eq!(from(b"a/", b"a/20")?, [b"a/20".to_vec()]);
+        assert_eq!(from(b"a/", b"a/99")?, [b"a/20".to_vec()]);
+        assert_eq!(from(b"a/", b"a/01")?, [b"a/10".to_vec(), b"a/20".to_vec()], "before the first");
+        assert_eq!(from(b"b/", b"b/01")?, [b"b/05".to_vec()], "another prefix's floor is not taken");
+        assert_eq!(from(b"c/", b"c/01")?, Vec::<Vec<u8>>::new());
+        let keys = store
+            .entries("ranges")?
+            .map(|entry| entry.map(|(key, _)| key.to_vec()))
+            .collect::<Result<Vec<_>>>()?;
+        assert_eq!(keys.len(), 3);
         Ok(())
     }
 

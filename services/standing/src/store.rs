@@ -2,7 +2,7 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `timeline` | customer ‖ 0 ‖ stream version (u64 BE) | the recorded event (without personal data) |
+//! | `timeline` | customer ‖ 0 ‖ first stream version (u64 BE) | a segment: the customer's consecutive events from that version on (without personal data) |
 //! | `customers` | customer | [`CustomerRecord`] |
 //! | `promises` | customer ‖ 0 ‖ promise id | [`PromiseRecord`] |
 //! | `complaints` | customer ‖ 0 ‖ complaint id | [`ComplaintRecord`] |
@@ -21,6 +21,12 @@
 //! consumed by the band tracker (`crate::tracker`), the only writer of `bands` and
 //! `band_changes`: it deletes exactly the entries it read, so an entry written meanwhile waits
 //! for the next round.
+//!
+//! A timeline **segment** holds a customer's events of one applied batch (format 2: `[2]`
+//! followed by the postcard sequence of events), so a rebuild applying the log in large chunks
+//! writes one row per customer per chunk instead of one per event. Values written before
+//! segments hold one event each (format 1: `[1][postcard event]`); both are read, and a reader
+//! takes each stream version once, from the first segment that holds it.
 //!
 //! `resolutions` is kept apart from `complaints` so that the stored [`ComplaintRecord`]s keep
 //! their encoding; `surveys` is ordered by answer time so that a time window is one range scan.
@@ -58,6 +64,17 @@ pub const BANDS: &str = "bands";
 pub const BAND_CHANGES: &str = "band_changes";
 pub const FAMILIES: [&str; 9] =
     [TIMELINE, CUSTOMERS, PROMISES, COMPLAINTS, RESOLUTIONS, SURVEYS, BAND_DIRTY, BANDS, BAND_CHANGES];
+
+/// Format byte of a timeline value holding one event (what `covenant_store::encode` writes; the
+/// only timeline format before segments).
+const EVENT_FORMAT: u8 = 1;
+/// Format byte of a timeline segment: `[2][postcard sequence of RecordedEvent]`.
+const SEGMENT_FORMAT: u8 = 2;
+
+/// Events applied per write by a rebuild from the log (`covenant replay`, the projection check
+/// of `covenant verify`): large, so that a customer's events of a chunk share one timeline
+/// segment and one write of their records. The live consumer applies what a delivery holds.
+pub const REBUILD_CHUNK: usize = 65_536;
 
 /// Most index entries one list request examines before it answers with a page token.
 const MAX_SCAN: usize = 100_000;
@@ -108,6 +125,9 @@ pub struct StandingStore {
     /// still in RocksDB (a tombstone until a compaction) on every evaluation round — a few
     /// percent of the whole system's CPU under load in a profile of `covenant up`.
     marks: Arc<Mutex<BTreeMap<Vec<u8>, Cause>>>,
+    /// Whether applied batches add to `marks` (not in a store being rebuilt: no tracker runs on
+    /// it, and the service that opens the directory afterwards loads the entries from disk).
+    mirror_marks: bool,
 }
 
 /// Customers the band tracker has to evaluate: each with the `band_dirty` keys that named them
@@ -139,6 +159,103 @@ fn timeline_key(customer: &CustomerId, version: u64) -> Vec<u8> {
     let mut key = customer_prefix(customer);
     key.extend_from_slice(&version.to_be_bytes());
     key
+}
+
+/// A timeline segment: `events` (consecutive versions of one customer) in format 2 (the
+/// applier builds the same bytes from the events' encodings).
+#[cfg(test)]
+fn encode_segment(events: &[&RecordedEvent]) -> Result<Vec<u8>> {
+    let mut bytes = vec![SEGMENT_FORMAT];
+    postcard::to_io(events, &mut bytes).map_err(StoreError::Encode)?;
+    Ok(bytes)
+}
+
+/// The events of a stored timeline value: a segment (format 2) or a single event (format 1).
+pub fn decode_timeline(bytes: &[u8]) -> Result<Vec<RecordedEvent>> {
+    match bytes.split_first() {
+        Some((&SEGMENT_FORMAT, body)) => postcard::from_bytes(body)
+            .map_err(|error| StoreError::Corrupt { family: TIMELINE.into(), reason: error.to_string() }),
+        Some((&EVENT_FORMAT, _)) => covenant_store::decode(TIMELINE, bytes).map(|event| vec![event]),
+        Some((format, _)) => Err(StoreError::Corrupt {
+            family: TIMELINE.into(),
+            reason: format!("unknown timeline value format {format}"),
+        }),
+        None => Err(StoreError::Corrupt { family: TIMELINE.into(), reason: "empty value".into() }),
+    }
+}
+
+/// Where two stores' timelines first differ as histories (the segments may cut them
+/// differently): the customer and stream version, and each side's event there (`None`: that
+/// side has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineDifference {
+    pub customer_id: CustomerId,
+    pub stream_version: u64,
+    pub left: Option<RecordedEvent>,
+    pub right: Option<RecordedEvent>,
+}
+
+/// A store's timeline as one sequence of events in (customer, version) order, each version
+/// once.
+struct TimelineEvents<I> {
+    entries: I,
+    pending: std::vec::IntoIter<RecordedEvent>,
+    last: Option<(CustomerId, u64)>,
+}
+
+impl<I: Iterator<Item = Result<covenant_store::RawEntry>>> TimelineEvents<I> {
+    fn new(entries: I) -> Self {
+        Self { entries, pending: Vec::new().into_iter(), last: None }
+    }
+
+    fn next_event(&mut self) -> Result<Option<RecordedEvent>> {
+        loop {
+            for event in self.pending.by_ref() {
+                let seen = self.last.as_ref().is_some_and(|(customer, version)| {
+                    *customer == event.customer_id && event.stream_version <= *version
+                });
+                if !seen {
+                    self.last = Some((event.customer_id.clone(), event.stream_version));
+                    return Ok(Some(event));
+                }
+            }
+            match self.entries.next().transpose()? {
+                None => return Ok(None),
+                Some((_, value)) => self.pending = decode_timeline(&value)?.into_iter(),
+            }
+        }
+    }
+}
+
+/// Compares the timelines of two standing stores event by event (see [`TimelineDifference`]);
+/// `None`: the same histories.
+pub fn first_timeline_difference(left: &Store, right: &Store) -> Result<Option<TimelineDifference>> {
+    let mut lefts = TimelineEvents::new(left.entries(TIMELINE)?);
+    let mut rights = TimelineEvents::new(right.entries(TIMELINE)?);
+    loop {
+        let (left, right) = (lefts.next_event()?, rights.next_event()?);
+        let place = |event: &RecordedEvent| (event.customer_id.clone(), event.stream_version);
+        let (customer_id, stream_version) = match (&left, &right) {
+            (None, None) => return Ok(None),
+            (Some(left), Some(right)) if left == right => continue,
+            // Both sides run in the same order: the earlier place is where one lacks an event.
+            (Some(left), Some(right)) => {
+                if (left.customer_id.as_str(), left.stream_version)
+                    <= (right.customer_id.as_str(), right.stream_version)
+                {
+                    place(left)
+                } else {
+                    place(right)
+                }
+            }
+            (Some(only), None) | (None, Some(only)) => place(only),
+        };
+        let at = |event: Option<RecordedEvent>| {
+            event.filter(|event| event.customer_id == customer_id && event.stream_version == stream_version)
+        };
+        let (left, right) = (at(left), at(right));
+        return Ok(Some(TimelineDifference { customer_id, stream_version, left, right }));
+    }
 }
 
 fn child_key(customer: &CustomerId, id: &str) -> Vec<u8> {
@@ -204,7 +321,32 @@ impl StandingStore {
             marks.insert(key.to_vec(), covenant_store::decode(BAND_DIRTY, value)?);
             Ok(true)
         })?;
-        Ok(Self { store, policy, band_wake: Arc::new(Notify::new()), marks: Arc::new(Mutex::new(marks)) })
+        Ok(Self {
+            store,
+            policy,
+            band_wake: Arc::new(Notify::new()),
+            marks: Arc::new(Mutex::new(marks)),
+            mirror_marks: true,
+        })
+    }
+
+    /// Opens a fresh directory to rebuild the projections into from the log: writes skip the
+    /// WAL (`covenant_store::Store::open_for_rebuild`); call [`Self::finish_rebuild`] after the
+    /// last chunk, before anything else opens the directory.
+    pub fn open_for_rebuild(dir: &Path, partitions: u16, policy: SlaPolicy) -> Result<Self> {
+        let store = Store::open_for_rebuild(dir, &FAMILIES, partitions)?;
+        Ok(Self {
+            store,
+            policy,
+            band_wake: Arc::new(Notify::new()),
+            marks: Arc::new(Mutex::new(BTreeMap::new())),
+            mirror_marks: false,
+        })
+    }
+
+    /// Makes a rebuild's writes durable (see [`Self::open_for_rebuild`]).
+    pub fn finish_rebuild(&self) -> Result<()> {
+        self.store.finish_rebuild()
     }
 
     /// The in-memory `band_dirty` mirror (a panicked holder left it consistent: each critical
@@ -320,7 +462,27 @@ impl StandingStore {
     ) -> Result<Vec<RecordedEvent>> {
         let prefix = customer_prefix(customer);
         let start = timeline_key(customer, from_version);
-        Ok(self.store.scan(TIMELINE, &prefix, &start, max)?.into_iter().map(|(_, event)| event).collect())
+        let mut events = Vec::new();
+        if max == 0 {
+            return Ok(events);
+        }
+        // The segment holding `from_version` starts at or before it.
+        let mut last: Option<u64> = None;
+        self.store.visit_from_floor(TIMELINE, &prefix, &start, |_, value| {
+            for event in decode_timeline(value)? {
+                let version = event.stream_version;
+                if version < from_version || last.is_some_and(|last| version <= last) {
+                    continue;
+                }
+                last = Some(version);
+                events.push(event);
+                if events.len() >= max {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(events)
     }
 
     /// Every event of `customer` applied so far, in stream order.
@@ -431,69 +593,276 @@ impl StandingStore {
 
     /// Applies consecutive events of `partition` and moves its checkpoint, in one write.
     pub fn apply_events(&self, partition: u16, events: &[RecordedEvent]) -> Result<()> {
-        let Some(last) = events.last() else { return Ok(()) };
-        let mut customers: HashMap<CustomerId, CustomerRecord> = HashMap::new();
-        let mut promises: HashMap<Vec<u8>, PromiseRecord> = HashMap::new();
-        let mut complaints: HashMap<Vec<u8>, ComplaintRecord> = HashMap::new();
-        let mut latest: HashMap<&CustomerId, &RecordedEvent> = HashMap::new();
-        let mut batch = self.store.batch();
+        let mut applier = self.applier(partition);
+        let mut encoded = Vec::new();
         for event in events {
-            latest.insert(&event.customer_id, event);
-            let customer_id = &event.customer_id;
-            let occurred_at = event.metadata.occurred_at;
-            batch.put(TIMELINE, &timeline_key(customer_id, event.stream_version), event)?;
-            if !customers.contains_key(customer_id) {
-                let record = self.customer(customer_id)?.unwrap_or_default();
-                customers.insert(customer_id.clone(), record);
-            }
-            let Some(customer) = customers.get_mut(customer_id) else { continue };
-            customer.stream_version = event.stream_version;
-            customer.events_applied += 1;
-            let changes =
-                deadline_changes(&mut customer.watch, customer_id, &event.event, occurred_at, &self.policy);
+            encoded.clear();
+            postcard::to_io(event, &mut encoded).map_err(StoreError::Encode)?;
+            applier.apply(AppliedEvent::of(event, &encoded))?;
+        }
+        applier.commit()
+    }
 
-            if let Some((survey_id, answered_at, survey)) = survey_answered(event) {
-                batch.put(SURVEYS, &survey_key(answered_at, customer_id, survey_id.as_str()), &survey)?;
-            }
+    /// Starts a batch of consecutive events of `partition` to apply one by one
+    /// ([`BatchApplier::apply`]) and write together with the partition's checkpoint
+    /// ([`BatchApplier::commit`]).
+    pub fn applier(&self, partition: u16) -> BatchApplier<'_> {
+        BatchApplier {
+            owner: self,
+            partition,
+            customers: Touched::default(),
+            promises: Touched::default(),
+            complaints: Touched::default(),
+            batch: self.store.batch(),
+            next_offset: None,
+        }
+    }
+}
 
-            if let Some(promise) = promise_made(event) {
-                promises.insert(child_key(customer_id, promise.promise_id.as_str()), promise);
-            } else if let Some(promise_id) = event.event.promise_id() {
-                let key = child_key(customer_id, promise_id.as_str());
-                match load(&self.store, PROMISES, &mut promises, &key)? {
-                    Some(promise) => update_promise(promise, &event.event, occurred_at),
-                    None => {
-                        tracing::warn!(customer = %customer_id, %promise_id, "event about an unknown promise")
-                    }
-                }
-            }
+/// Whether applying an event of the catalogue's `event_index`-th type
+/// ([`covenant_domain::events::EVENT_TYPES`]) reads its payload: registrations and tier changes
+/// (the SLA clocks' tier), complaints, promises and survey answers. For the others the projections
+/// need only the envelope, so a rebuild from the log need not decode them (a test applies one
+/// event of every type both ways).
+pub fn reads_payload(event_index: u32) -> bool {
+    matches!(event_index, 0 | 3 | 9..=20 | 23)
+}
 
-            if let Some(complaint) = complaint_opened(event) {
-                complaints.insert(child_key(customer_id, complaint.complaint_id.as_str()), complaint);
+/// One event as the projections apply it: its envelope, its encoding as the public stream
+/// carries it (postcard, no personal data: what the timeline keeps), and the decoded event,
+/// which must be there when [`reads_payload`] says so.
+#[derive(Debug, Clone, Copy)]
+pub struct AppliedEvent<'a> {
+    pub customer_id: &'a str,
+    pub stream_version: u64,
+    pub position: covenant_domain::Position,
+    pub event_id: covenant_domain::EventId,
+    pub event_index: u32,
+    pub occurred_at: Timestamp,
+    pub encoded: &'a [u8],
+    pub event: Option<&'a RecordedEvent>,
+}
+
+impl<'a> AppliedEvent<'a> {
+    /// A whole event and its encoding.
+    pub fn of(event: &'a RecordedEvent, encoded: &'a [u8]) -> Self {
+        Self {
+            customer_id: event.customer_id.as_str(),
+            stream_version: event.stream_version,
+            position: event.position,
+            event_id: event.event_id,
+            event_index: u32::try_from(event.event.catalogue_index()).unwrap_or(u32::MAX),
+            occurred_at: event.metadata.occurred_at,
+            encoded,
+            event: Some(event),
+        }
+    }
+}
+
+/// A hash map for the records a batch touches (a fast hash: the keys are ids from the log).
+type Touched<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Room kept before a segment's encoded events for its header: the format byte and the event
+/// count (a postcard varint of at most 10 bytes).
+const SEGMENT_HEADER_ROOM: usize = 11;
+
+/// The band tracker's cause, kept as plain values while a batch runs.
+#[derive(Debug, Clone, Copy)]
+struct LatestEvent {
+    event_id: covenant_domain::EventId,
+    event_index: u32,
+    position: covenant_domain::Position,
+    occurred_at: Timestamp,
+}
+
+impl LatestEvent {
+    fn cause(&self) -> Cause {
+        Cause {
+            event_id: self.event_id,
+            event_type: covenant_domain::events::EVENT_TYPES
+                .get(self.event_index as usize)
+                .copied()
+                .unwrap_or("unknown")
+                .to_owned(),
+            position: self.position,
+            occurred_at: self.occurred_at,
+        }
+    }
+}
+
+/// What a batch changed for one customer.
+struct TouchedCustomer {
+    record: CustomerRecord,
+    /// Their events of this batch: the first's stream version, how many, and their encodings
+    /// one after the other after [`SEGMENT_HEADER_ROOM`] bytes (the timeline segment).
+    first_version: u64,
+    events: u64,
+    segment: Vec<u8>,
+    /// Their latest event of the batch, for the band tracker.
+    latest: LatestEvent,
+}
+
+/// A batch of one partition's consecutive events being applied (see
+/// [`StandingStore::applier`]): the records they touch are loaded once and kept in memory until
+/// [`BatchApplier::commit`] writes them, each customer's events of the batch as one timeline
+/// segment, and the checkpoint, in one `WriteBatch`.
+pub struct BatchApplier<'s> {
+    owner: &'s StandingStore,
+    partition: u16,
+    customers: Touched<CustomerId, TouchedCustomer>,
+    promises: Touched<Vec<u8>, PromiseRecord>,
+    complaints: Touched<Vec<u8>, ComplaintRecord>,
+    batch: covenant_store::Batch<'s>,
+    next_offset: Option<u64>,
+}
+
+impl std::fmt::Debug for BatchApplier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchApplier")
+            .field("partition", &self.partition)
+            .field("customers", &self.customers.len())
+            .field("next_offset", &self.next_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchApplier<'_> {
+    /// Applies the partition's next event.
+    pub fn apply(&mut self, applied: AppliedEvent<'_>) -> Result<()> {
+        let store = &self.owner.store;
+        let latest = LatestEvent {
+            event_id: applied.event_id,
+            event_index: applied.event_index,
+            position: applied.position,
+            occurred_at: applied.occurred_at,
+        };
+        let touched = match self.customers.get_mut(applied.customer_id) {
+            Some(touched) => touched,
+            None => {
+                let customer_id =
+                    CustomerId::new(applied.customer_id).map_err(|error| StoreError::Corrupt {
+                        family: TIMELINE.into(),
+                        reason: format!("an event's customer id: {error}"),
+                    })?;
+                let record: CustomerRecord =
+                    store.get(CUSTOMERS, customer_id.as_str().as_bytes())?.unwrap_or_default();
+                let mut segment = Vec::with_capacity(SEGMENT_HEADER_ROOM + 4 * applied.encoded.len());
+                segment.resize(SEGMENT_HEADER_ROOM, 0);
+                let touched = TouchedCustomer {
+                    record,
+                    first_version: applied.stream_version,
+                    events: 0,
+                    segment,
+                    latest,
+                };
+                self.customers.entry(customer_id).or_insert(touched)
             }
-            if let Some(complaint_id) = event.event.complaint_id() {
-                let key = child_key(customer_id, complaint_id.as_str());
-                match load(&self.store, COMPLAINTS, &mut complaints, &key)? {
-                    Some(complaint) => {
-                        update_complaint(complaint, &event.event, occurred_at);
-                        for change in &changes {
-                            apply_clock_change(complaint, change, occurred_at);
-                        }
-                        // In event order within the batch: a later resolve or reopen wins.
-                        match &event.event {
-                            Event::ComplaintResolved { .. } => batch.put(RESOLUTIONS, &key, &occurred_at)?,
-                            Event::ComplaintReopened { .. } => batch.delete(RESOLUTIONS, &key)?,
-                            _ => {}
-                        }
-                    }
-                    None => {
-                        tracing::warn!(customer = %customer_id, %complaint_id, "event about an unknown complaint")
-                    }
+        };
+        touched.record.stream_version = applied.stream_version;
+        touched.record.events_applied += 1;
+        touched.events += 1;
+        touched.segment.extend_from_slice(applied.encoded);
+        touched.latest = latest;
+        self.next_offset = Some(applied.position.offset + 1);
+        let Some(event) = applied.event else {
+            if reads_payload(applied.event_index) {
+                return Err(StoreError::Corrupt {
+                    family: TIMELINE.into(),
+                    reason: format!(
+                        "the event at partition {} offset {} was applied without its payload",
+                        applied.position.partition, applied.position.offset
+                    ),
+                });
+            }
+            return Ok(());
+        };
+        let customer_id = &event.customer_id;
+        let occurred_at = event.metadata.occurred_at;
+        let changes = deadline_changes(
+            &mut touched.record.watch,
+            customer_id,
+            &event.event,
+            occurred_at,
+            &self.owner.policy,
+        );
+
+        if let Some((survey_id, answered_at, survey)) = survey_answered(event) {
+            self.batch.put(SURVEYS, &survey_key(answered_at, customer_id, survey_id.as_str()), &survey)?;
+        }
+
+        if let Some(promise) = promise_made(event) {
+            self.promises.insert(child_key(customer_id, promise.promise_id.as_str()), promise);
+        } else if let Some(promise_id) = event.event.promise_id() {
+            let key = child_key(customer_id, promise_id.as_str());
+            match load(store, PROMISES, &mut self.promises, &key)? {
+                Some(promise) => update_promise(promise, &event.event, occurred_at),
+                None => {
+                    tracing::warn!(customer = %customer_id, %promise_id, "event about an unknown promise")
                 }
             }
         }
-        for (customer_id, record) in &customers {
-            batch.put(CUSTOMERS, customer_id.as_str().as_bytes(), record)?;
+
+        if let Some(complaint) = complaint_opened(event) {
+            self.complaints.insert(child_key(customer_id, complaint.complaint_id.as_str()), complaint);
+        }
+        if let Some(complaint_id) = event.event.complaint_id() {
+            let key = child_key(customer_id, complaint_id.as_str());
+            match load(store, COMPLAINTS, &mut self.complaints, &key)? {
+                Some(complaint) => {
+                    update_complaint(complaint, &event.event, occurred_at);
+                    for change in &changes {
+                        apply_clock_change(complaint, change, occurred_at);
+                    }
+                    // In event order within the batch: a later resolve or reopen wins.
+                    match &event.event {
+                        Event::ComplaintResolved { .. } => self.batch.put(RESOLUTIONS, &key, &occurred_at)?,
+                        Event::ComplaintReopened { .. } => self.batch.delete(RESOLUTIONS, &key)?,
+                        _ => {}
+                    }
+                }
+                None => {
+                    tracing::warn!(customer = %customer_id, %complaint_id, "event about an unknown complaint")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what the batch changed and the partition's new checkpoint, together (nothing to
+    /// write when no event was applied).
+    pub fn commit(self) -> Result<()> {
+        let Self { owner, partition, customers, promises, complaints, mut batch, next_offset } = self;
+        let Some(next_offset) = next_offset else { return Ok(()) };
+        // Each family's rows go into the batch in key order: RocksDB inserts a batch's keys into
+        // the memtable's skip list one after the other, and a key just after the previous one
+        // is found from where that one went instead of from the top (a rebuild's chunk writes
+        // tens of thousands of rows).
+        let mut customers: Vec<_> = customers.into_iter().collect();
+        customers.sort_unstable_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
+        let mut promises: Vec<_> = promises.into_iter().collect();
+        promises.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        let mut complaints: Vec<_> = complaints.into_iter().collect();
+        complaints.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        let mut marked = Vec::with_capacity(customers.len());
+        let mut header = Vec::with_capacity(SEGMENT_HEADER_ROOM);
+        for (customer_id, touched) in &mut customers {
+            header.clear();
+            header.push(SEGMENT_FORMAT);
+            push_varint(&mut header, touched.events);
+            let start = SEGMENT_HEADER_ROOM - header.len();
+            touched.segment[start..SEGMENT_HEADER_ROOM].copy_from_slice(&header);
+            batch.put_raw(
+                TIMELINE,
+                &timeline_key(customer_id, touched.first_version),
+                &touched.segment[start..],
+            )?;
+            batch.put(CUSTOMERS, customer_id.as_str().as_bytes(), &touched.record)?;
+            let key = dirty_key(customer_id, touched.latest.position);
+            let cause = touched.latest.cause();
+            batch.put(BAND_DIRTY, &key, &cause)?;
+            if owner.mirror_marks {
+                marked.push((key, cause));
+            }
         }
         for (key, record) in &promises {
             batch.put(PROMISES, key, record)?;
@@ -501,25 +870,28 @@ impl StandingStore {
         for (key, record) in &complaints {
             batch.put(COMPLAINTS, key, record)?;
         }
-        let mut marked = Vec::with_capacity(latest.len());
-        for (customer_id, event) in latest {
-            let (key, cause) = (dirty_key(customer_id, event.position), Cause::of(event));
-            batch.put(BAND_DIRTY, &key, &cause)?;
-            marked.push((key, cause));
-        }
-        batch.set_checkpoint(partition, last.position.offset + 1)?;
+        batch.set_checkpoint(partition, next_offset)?;
         batch.commit()?;
-        self.marks().extend(marked);
-        self.band_wake.notify_one();
+        owner.marks().extend(marked);
+        owner.band_wake.notify_one();
         Ok(())
     }
+}
+
+/// Appends `value` as postcard encodes a sequence's length (LEB128).
+fn push_varint(bytes: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        bytes.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
 }
 
 /// The record under `key`: from this batch's changes, else from the store (then cached).
 fn load<'a, T: serde::de::DeserializeOwned>(
     store: &Store,
     family: &str,
-    cache: &'a mut HashMap<Vec<u8>, T>,
+    cache: &'a mut Touched<Vec<u8>, T>,
     key: &[u8],
 ) -> Result<Option<&'a mut T>> {
     if !cache.contains_key(key) {
@@ -649,6 +1021,242 @@ mod tests {
         let mut sorted = seen.clone();
         sorted.dedup();
         assert_eq!(sorted.len(), 9, "no promise twice across pages");
+    }
+
+    /// Two customers' events interleaved in one partition (alice 1..=4, bob 1..=3), offsets in
+    /// order.
+    fn interleaved() -> Vec<RecordedEvent> {
+        let plan =
+            [("alice", 1), ("bob", 1), ("alice", 2), ("alice", 3), ("bob", 2), ("alice", 4), ("bob", 3)];
+        plan.iter()
+            .enumerate()
+            .map(|(offset, (customer, version))| {
+                let event = if *version == 1 {
+                    promise(&format!("p-{customer}"), at(3600))
+                } else {
+                    kept(&format!("p-{customer}"), at(60))
+                };
+                at_offset(recorded(customer, *version, at(offset as i64), event), offset as u64)
+            })
+            .collect()
+    }
+
+    /// `events` applied in batches cut after the offsets whose bit is set in `cuts`.
+    fn apply_cut(store: &StandingStore, events: &[RecordedEvent], cuts: u32) {
+        let mut start = 0;
+        for end in 1..=events.len() {
+            if end == events.len() || cuts & (1 << (end - 1)) != 0 {
+                store.apply_events(0, &events[start..end]).unwrap();
+                start = end;
+            }
+        }
+    }
+
+    #[test]
+    fn timelines_read_the_same_however_the_batches_cut_them_into_segments() {
+        let events = interleaved();
+        let alice = CustomerId::new("alice").unwrap();
+        let bob = CustomerId::new("bob").unwrap();
+        let of = |customer: &CustomerId| -> Vec<RecordedEvent> {
+            events.iter().filter(|event| event.customer_id == *customer).cloned().collect()
+        };
+        let mut reference: Option<StandingStore> = None;
+        let mut reference_dir = None;
+        // Every way to cut 7 events into consecutive batches.
+        for cuts in 0..(1u32 << (events.len() - 1)) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path());
+            apply_cut(&store, &events, cuts);
+            for customer in [&alice, &bob] {
+                let history = of(customer);
+                assert_eq!(store.history(customer).unwrap(), history, "cuts {cuts:b}");
+                for from in 0..=history.len() as u64 + 1 {
+                    for max in [1, 2, 10] {
+                        let expected: Vec<_> = history
+                            .iter()
+                            .filter(|event| event.stream_version >= from)
+                            .take(max)
+                            .cloned()
+                            .collect();
+                        assert_eq!(
+                            store.timeline(customer, from, max).unwrap(),
+                            expected,
+                            "cuts {cuts:b} from {from} max {max}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(store.timeline(&alice, 1, 0).unwrap(), Vec::new());
+            match &reference {
+                None => {
+                    reference = Some(store);
+                    reference_dir = Some(dir);
+                }
+                Some(reference) => assert_eq!(
+                    first_timeline_difference(&reference.store, &store.store).unwrap(),
+                    None,
+                    "cuts {cuts:b}: the same histories in other segments"
+                ),
+            }
+        }
+        drop(reference_dir);
+    }
+
+    #[test]
+    fn timelines_written_an_event_per_value_still_read_and_overlaps_count_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let events = interleaved();
+        let alice = CustomerId::new("alice").unwrap();
+        let alice_events: Vec<RecordedEvent> =
+            events.iter().filter(|event| event.customer_id == alice).cloned().collect();
+        // Versions 1 and 2 as an older binary wrote them (one format-1 value each), 2..=4 as a
+        // segment overlapping version 2.
+        let mut batch = store.store.batch();
+        for event in &alice_events[..2] {
+            batch.put(TIMELINE, &timeline_key(&alice, event.stream_version), event).unwrap();
+        }
+        let segment: Vec<&RecordedEvent> = alice_events[1..].iter().collect();
+        batch.put_raw(TIMELINE, &timeline_key(&alice, 2), &encode_segment(&segment).unwrap()).unwrap();
+        batch.commit().unwrap();
+        // The 2-keyed value was overwritten by the segment; version 1 is a format-1 value.
+        assert_eq!(store.history(&alice).unwrap(), alice_events);
+        assert_eq!(store.timeline(&alice, 3, 10).unwrap(), alice_events[2..].to_vec());
+
+        // A segment starting at 3 again (versions 3 and 4 applied twice) adds nothing.
+        let again: Vec<&RecordedEvent> = alice_events[2..].iter().collect();
+        let mut batch = store.store.batch();
+        batch.put_raw(TIMELINE, &timeline_key(&alice, 3), &encode_segment(&again).unwrap()).unwrap();
+        batch.commit().unwrap();
+        assert_eq!(store.history(&alice).unwrap(), alice_events, "each version once");
+
+        // Compared with a store that applied the same events: equal; then one differs.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = open(other_dir.path());
+        other.apply_events(0, &alice_events).unwrap();
+        assert_eq!(first_timeline_difference(&store.store, &other.store).unwrap(), None);
+        let mut changed = alice_events[2].clone();
+        changed.metadata.occurred_at = at(999);
+        other.apply_events(0, std::slice::from_ref(&changed)).unwrap();
+        // The later segment of `other` (key 3) does not replace version 3 of its first one.
+        assert_eq!(first_timeline_difference(&store.store, &other.store).unwrap(), None);
+        let third_dir = tempfile::tempdir().unwrap();
+        let third = open(third_dir.path());
+        third.apply_events(0, &[alice_events[0].clone(), alice_events[1].clone(), changed.clone()]).unwrap();
+        let difference = first_timeline_difference(&store.store, &third.store).unwrap().unwrap();
+        assert_eq!((difference.customer_id.as_str(), difference.stream_version), ("alice", 3));
+        assert_eq!((difference.left, difference.right), (Some(alice_events[2].clone()), Some(changed)));
+        let difference = first_timeline_difference(&third.store, &store.store).unwrap().unwrap();
+        assert_eq!(difference.stream_version, 3, "the same place from either side");
+        let fourth_dir = tempfile::tempdir().unwrap();
+        let fourth = open(fourth_dir.path());
+        fourth.apply_events(0, &alice_events[..3]).unwrap();
+        let difference = first_timeline_difference(&store.store, &fourth.store).unwrap().unwrap();
+        assert_eq!(difference.stream_version, 4);
+        assert_eq!(
+            (difference.left, difference.right),
+            (Some(alice_events[3].clone()), None),
+            "a missing event"
+        );
+
+        // Values that are neither format are corrupt, not a panic.
+        assert!(matches!(decode_timeline(&[9, 1, 2]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(decode_timeline(&[]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(decode_timeline(&[SEGMENT_FORMAT, 3, 1]), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn events_whose_payload_the_projections_do_not_read_apply_the_same_without_it() {
+        use covenant_proto::convert::fixtures::{every_event, record};
+        // One event of every type, in catalogue order, on one customer's stream: each promise
+        // and complaint event finds the promise or complaint it is about.
+        let events: Vec<RecordedEvent> = every_event()
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| {
+                let mut event = record(index as u64, event);
+                event.position = covenant_domain::Position { partition: 0, offset: index as u64 };
+                event
+            })
+            .collect();
+        assert_eq!(events.len(), covenant_domain::events::EVENT_TYPES.len());
+        let whole_dir = tempfile::tempdir().unwrap();
+        let whole = open(whole_dir.path());
+        let envelope_dir = tempfile::tempdir().unwrap();
+        let envelope_only = open(envelope_dir.path());
+        // Compared after every event: a later event must not hide what an earlier one missed.
+        for event in &events {
+            whole.apply_events(0, std::slice::from_ref(event)).unwrap();
+            let encoded = postcard::to_allocvec(event).unwrap();
+            let mut applied = AppliedEvent::of(event, &encoded);
+            if !reads_payload(applied.event_index) {
+                applied.event = None;
+            }
+            let mut applier = envelope_only.applier(0);
+            applier.apply(applied).unwrap();
+            applier.commit().unwrap();
+            let kind = event.event_type();
+            for family in [CUSTOMERS, PROMISES, COMPLAINTS, RESOLUTIONS, SURVEYS, BAND_DIRTY] {
+                assert_eq!(
+                    whole.store.first_difference(&envelope_only.store, family).unwrap(),
+                    None,
+                    "{kind}: {family}"
+                );
+            }
+            assert_eq!(
+                first_timeline_difference(&whole.store, &envelope_only.store).unwrap(),
+                None,
+                "{kind}"
+            );
+        }
+        assert_eq!(envelope_only.history(&events[0].customer_id).unwrap(), events);
+
+        // An event whose payload is read, applied without it, is refused.
+        let promise_made = events.iter().find(|event| event.event_type() == "promise_made").unwrap();
+        let encoded = postcard::to_allocvec(promise_made).unwrap();
+        let mut applier = envelope_only.applier(0);
+        let mut applied = AppliedEvent::of(promise_made, &encoded);
+        applied.event = None;
+        assert!(matches!(applier.apply(applied), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_long_segment_counts_its_events_in_a_multi_byte_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let events: Vec<RecordedEvent> = (1..=300)
+            .map(|version| {
+                recorded(
+                    "carol",
+                    version,
+                    at(version as i64),
+                    survey(&format!("s-{version}"), SurveyKind::Csat, 4),
+                )
+            })
+            .collect();
+        store.apply_events(0, &events).unwrap();
+        let carol = CustomerId::new("carol").unwrap();
+        assert_eq!(store.history(&carol).unwrap(), events);
+        assert_eq!(store.timeline(&carol, 200, 2).unwrap(), events[199..201].to_vec());
+        let mut bytes = Vec::new();
+        push_varint(&mut bytes, 300);
+        assert_eq!(bytes, postcard::to_allocvec(&300usize).unwrap());
+    }
+
+    #[test]
+    fn a_rebuilt_store_holds_what_it_applied_after_it_is_finished_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = interleaved();
+        {
+            let store = StandingStore::open_for_rebuild(dir.path(), 1, SlaPolicy::default()).unwrap();
+            store.apply_events(0, &events).unwrap();
+            store.finish_rebuild().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.store.checkpoint(0).unwrap(), events.len() as u64);
+        let bob = CustomerId::new("bob").unwrap();
+        assert_eq!(store.history(&bob).unwrap().len(), 3);
+        assert_eq!(store.customer(&bob).unwrap().unwrap().stream_version, 3);
     }
 
     /// `event` as the `offset + 1`-th event of the partition.

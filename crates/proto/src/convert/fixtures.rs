@@ -1,16 +1,24 @@
-//! Test fixtures: one valid value of every command and every event, with every optional field
-//! exercised somewhere and every personal-data field filled (so redaction tests are not vacuous).
+//! Test fixtures (this crate's tests, and others' with the `fixtures` feature): one valid value
+//! of every command and every event, with every optional field exercised somewhere and every
+//! personal-data field filled (so redaction tests are not vacuous).
+//!
+//! Built outside this crate's tests only for other crates' tests (the `fixtures` feature, a
+//! dev-dependency): every value is a constant that validates, so unwrapping cannot fail.
+#![allow(clippy::unwrap_used)]
 
+#[cfg(test)]
 use covenant_domain::commands::Command;
 use covenant_domain::events::*;
 use covenant_domain::ids::*;
+#[cfg(test)]
 use covenant_domain::sample;
 use covenant_domain::values::{Currency, LONG_TEXT_MAX, Money, Span, Text, Timestamp};
 use covenant_domain::{EventMetadata, Position, RecordedEvent};
 
+#[cfg(test)]
 use super::CommandRequest;
 
-pub(crate) fn ts(millis: i64) -> Timestamp {
+pub fn ts(millis: i64) -> Timestamp {
     Timestamp::from_unix_millis("fixture", millis).unwrap()
 }
 
@@ -31,6 +39,7 @@ fn email(value: &str) -> ContactPoint {
 }
 
 /// One command of every kind (27), and a second `KeepPromise` without `kept_at`.
+#[cfg(test)]
 pub(crate) fn every_command() -> Vec<Command> {
     let promise = PromiseId::new("p-1").unwrap();
     let complaint = ComplaintId::new("k-1").unwrap();
@@ -129,6 +138,7 @@ pub(crate) fn every_command() -> Vec<Command> {
 }
 
 /// `command` from integration `crm`; `with_options` sets every optional header field.
+#[cfg(test)]
 pub(crate) fn request(command: Command, with_options: bool) -> CommandRequest {
     CommandRequest {
         customer_id: CustomerId::new("cust-42").unwrap(),
@@ -145,7 +155,7 @@ pub(crate) fn request(command: Command, with_options: bool) -> CommandRequest {
 }
 
 /// One event of every type (26), in catalogue order, every personal-data field non-empty.
-pub(crate) fn every_event() -> Vec<Event> {
+pub fn every_event() -> Vec<Event> {
     let promise = PromiseId::new("p-1").unwrap();
     let complaint = ComplaintId::new("k-1").unwrap();
     let order = OrderId::new("o-1").unwrap();
@@ -275,7 +285,7 @@ pub(crate) fn every_event() -> Vec<Event> {
 }
 
 /// `event` recorded as the `index`-th event of customer `cust-42` in partition 3.
-pub(crate) fn record(index: u64, event: Event) -> RecordedEvent {
+pub fn record(index: u64, event: Event) -> RecordedEvent {
     let full = index.is_multiple_of(2);
     RecordedEvent {
         event_id: covenant_domain::EventId(uuid::Uuid::from_u128(

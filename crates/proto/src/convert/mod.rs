@@ -17,8 +17,8 @@ pub mod enums;
 mod events;
 mod values;
 
-#[cfg(test)]
-mod fixtures;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 
 pub use commands::{CommandRequest, header};
 pub use events::{Pii, envelope};
