@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use covenant_bus::EventSink;
+use covenant_domain::deadlines;
 use covenant_domain::deadlines::SlaPolicy;
 use covenant_log::LogReader;
 use covenant_log::codec::RecordView;
@@ -153,24 +154,36 @@ fn replay_chunks(
     })
 }
 
-/// Applies the log's events to `sink` (see [`replay_chunks`]) from the sink's own next offsets,
-/// on every core: each chunk read as owned events without their personal data (as the public
-/// stream carries them) and given to the sink as a consumer delivery is.
-fn replay_into(
+/// Applies the log's events to the watchdog's deadlines (see [`replay_chunks`]) from the
+/// store's own next offsets, on every core, straight from the stored records: each record's
+/// checksum and envelope are checked, and only the events whose payload the deadline rules read
+/// ([`deadlines::reads_payload`]) are decoded (without their personal data, as the public
+/// stream carries them) and applied, each chunk with its checkpoint
+/// ([`DeadlineStore::apply_range`]).
+fn replay_watchdog(
     reader: &LogReader,
-    sink: &dyn EventSink,
+    store: &DeadlineStore,
     until: &[u64],
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<u64> {
-    let next_offset = |partition| sink.next_offset(partition).map_err(|error| anyhow::anyhow!("{error}"));
+    let next_offset = |partition| Ok(store.checkpoint(partition)?);
     let apply_chunk = |partition, from, max| -> anyhow::Result<u64> {
-        let mut chunk = reader.read_partition(partition, from, max)?;
-        chunk.iter_mut().for_each(redact);
-        if !chunk.is_empty() {
-            sink.apply(partition, &chunk)
-                .map_err(|error| anyhow::anyhow!("apply partition {partition}: {error}"))?;
+        let mut events = Vec::new();
+        let visited = reader.scan_raw(partition, from, max, |position, value| -> anyhow::Result<()> {
+            let record = RecordView::parse(position, value)?;
+            if deadlines::reads_payload(record.envelope.event_index) {
+                let mut event = record.decode()?;
+                redact(&mut event);
+                events.push(event);
+            }
+            Ok(())
+        })?;
+        if visited > 0 {
+            store
+                .apply_range(partition, from, from + visited as u64, &events)
+                .with_context(|| format!("apply partition {partition}"))?;
         }
-        Ok(chunk.len() as u64)
+        Ok(visited as u64)
     };
     replay_chunks(reader, until, covenant_log::available_cores(), &next_offset, &apply_chunk, progress)
 }
@@ -292,7 +305,12 @@ fn rebuild(reader: &LogReader, data: &Path, name: &'static str, until: &[u64]) -
             store.finish_rebuild()?;
             applied
         }
-        _ => replay_into(reader, &DeadlineStore::open(&fresh, partitions, policy)?, until, &mut report)?,
+        _ => {
+            let store = DeadlineStore::open_for_rebuild(&fresh, partitions, policy)?;
+            let applied = replay_watchdog(reader, &store, until, &mut report)?;
+            store.finish_rebuild()?;
+            applied
+        }
     };
     progress.finish(applied);
     let before = data.join(format!("{name}.before-replay"));

@@ -129,6 +129,15 @@ pub struct WatchState {
     pub complaints: BTreeMap<ComplaintId, Priority>,
 }
 
+/// Whether [`deadline_changes`] reads the payload of an event of the catalogue's
+/// `event_index`-th type ([`crate::events::EVENT_TYPES`]): registrations and tier changes (the
+/// tier), complaints opened, first-responded, resolved, reopened or breached, and every promise
+/// event. For the others it changes nothing, so a rebuild from the log need not decode them
+/// (the watchdog's tests apply one event of every type with and without the others).
+pub fn reads_payload(event_index: u32) -> bool {
+    matches!(event_index, 0 | 3 | 9 | 10 | 12..=20)
+}
+
 /// Folds `event` (which happened at `occurred_at`) into `state` and returns the deadline changes.
 pub fn deadline_changes(
     state: &mut WatchState,

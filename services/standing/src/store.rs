@@ -1168,18 +1168,26 @@ mod tests {
     #[test]
     fn events_whose_payload_the_projections_do_not_read_apply_the_same_without_it() {
         use covenant_proto::convert::fixtures::{every_event, record};
-        // One event of every type, in catalogue order, on one customer's stream: each promise
-        // and complaint event finds the promise or complaint it is about.
-        let events: Vec<RecordedEvent> = every_event()
+        // One event of every type, in catalogue order, on one customer's stream (each promise
+        // and complaint event finds the promise or complaint it is about), then each complaint
+        // and promise event again right after a fresh opening or promise, so that none of them
+        // finds its work already done by an earlier one.
+        let every = every_event();
+        assert_eq!(every.len(), covenant_domain::events::EVENT_TYPES.len());
+        let (opened, made) = (9, 15);
+        let mut kinds: Vec<usize> = (0..every.len()).collect();
+        for index in (10..=14).chain(16..=20) {
+            kinds.extend([if index < made { opened } else { made }, index]);
+        }
+        let events: Vec<RecordedEvent> = kinds
             .into_iter()
             .enumerate()
-            .map(|(index, event)| {
-                let mut event = record(index as u64, event);
-                event.position = covenant_domain::Position { partition: 0, offset: index as u64 };
+            .map(|(offset, index)| {
+                let mut event = record(offset as u64, every[index].clone());
+                event.position = covenant_domain::Position { partition: 0, offset: offset as u64 };
                 event
             })
             .collect();
-        assert_eq!(events.len(), covenant_domain::events::EVENT_TYPES.len());
         let whole_dir = tempfile::tempdir().unwrap();
         let whole = open(whole_dir.path());
         let envelope_dir = tempfile::tempdir().unwrap();

@@ -103,7 +103,22 @@ pub struct DeadlineStore {
 impl DeadlineStore {
     /// Opens (creating when missing) the store at `path` for a log of `partitions` partitions.
     pub fn open(path: &Path, partitions: u16, policy: SlaPolicy) -> Result<Self, WatchdogError> {
-        let store = Store::open(path, FAMILIES, partitions)?;
+        Self::with_store(Store::open(path, FAMILIES, partitions)?, path, policy)
+    }
+
+    /// Opens a fresh directory to rebuild the deadlines into from the log: writes skip the WAL
+    /// (`covenant_store::Store::open_for_rebuild`); call [`Self::finish_rebuild`] after the last
+    /// chunk, before anything else opens the directory.
+    pub fn open_for_rebuild(path: &Path, partitions: u16, policy: SlaPolicy) -> Result<Self, WatchdogError> {
+        Self::with_store(Store::open_for_rebuild(path, FAMILIES, partitions)?, path, policy)
+    }
+
+    /// Makes a rebuild's writes durable (see [`Self::open_for_rebuild`]).
+    pub fn finish_rebuild(&self) -> Result<(), WatchdogError> {
+        Ok(self.store.finish_rebuild()?)
+    }
+
+    fn with_store(store: Store, path: &Path, policy: SlaPolicy) -> Result<Self, WatchdogError> {
         let mut pending = 0i64;
         store.visit(SUBJECTS, b"", b"", |_, _| {
             pending += 1;
@@ -206,7 +221,7 @@ impl DeadlineStore {
     /// partition's checkpoint past the last one, in one batch. Events below the checkpoint (a
     /// batch applied before a crash, delivered again) are skipped.
     pub fn apply_events(&self, partition: u16, events: &[RecordedEvent]) -> Result<Applied, WatchdogError> {
-        let mut floor = self.write.lock().map_err(|_| WatchdogError::Poisoned)?;
+        let floor = self.write.lock().map_err(|_| WatchdogError::Poisoned)?;
         let next = self.store.checkpoint(partition)?;
         let fresh: Vec<&RecordedEvent> =
             events.iter().filter(|event| event.position.offset >= next).collect();
@@ -214,14 +229,60 @@ impl DeadlineStore {
         if first.position.offset != next {
             return Err(WatchdogError::Gap { partition, first: first.position.offset, next });
         }
-        let mut overlay = Overlay::new(&self.store);
-        let mut applied = Applied { events: fresh.len(), ..Applied::default() };
         let mut last = next;
-        for event in fresh {
+        for event in &fresh {
             if event.position.offset != last {
                 return Err(WatchdogError::Gap { partition, first: event.position.offset, next: last });
             }
             last += 1;
+        }
+        self.fold_and_commit(floor, partition, &fresh, last)
+    }
+
+    /// Applies offsets `from..next` of `partition`, of which only the events whose payload
+    /// [`deadlines::reads_payload`](covenant_domain::deadlines::reads_payload) says the deadlines
+    /// read are given (in offset order; the others change nothing), and moves the checkpoint to
+    /// `next`, in one batch: a rebuild's way, which then decodes only those. `from` must be the
+    /// partition's checkpoint.
+    pub fn apply_range(
+        &self,
+        partition: u16,
+        from: u64,
+        next: u64,
+        events: &[RecordedEvent],
+    ) -> Result<Applied, WatchdogError> {
+        let floor = self.write.lock().map_err(|_| WatchdogError::Poisoned)?;
+        let checkpoint = self.store.checkpoint(partition)?;
+        if from != checkpoint {
+            return Err(WatchdogError::Gap { partition, first: from, next: checkpoint });
+        }
+        let mut expected_at_least = from;
+        for event in events {
+            let offset = event.position.offset;
+            if offset < expected_at_least || offset >= next || event.position.partition != partition {
+                return Err(WatchdogError::Gap { partition, first: offset, next: expected_at_least });
+            }
+            expected_at_least = offset + 1;
+        }
+        let fresh: Vec<&RecordedEvent> = events.iter().collect();
+        let mut applied = self.fold_and_commit(floor, partition, &fresh, next)?;
+        applied.events = usize::try_from(next.saturating_sub(from)).unwrap_or(usize::MAX);
+        Ok(applied)
+    }
+
+    /// Folds `events` into the deadlines and moves `partition`'s checkpoint to `next`, in one
+    /// batch.
+    fn fold_and_commit(
+        &self,
+        mut floor: std::sync::MutexGuard<'_, ScanFloor>,
+        partition: u16,
+        events: &[&RecordedEvent],
+        next: u64,
+    ) -> Result<Applied, WatchdogError> {
+        let mut overlay = Overlay::new(&self.store);
+        let mut applied = Applied { events: events.len(), ..Applied::default() };
+        let last = next;
+        for event in events.iter().copied() {
             let changes = overlay.fold(event, &self.policy)?;
             for change in changes {
                 match change {
@@ -277,14 +338,17 @@ struct SubjectEntry {
     dirty: bool,
 }
 
+/// The overlay's maps: a fast hash (the keys are ids from the log).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A batch's view of the store: what it read, with its own writes on top.
 struct Overlay<'a> {
     store: &'a Store,
     /// Watch state per customer, and whether the batch changed it.
-    watch: HashMap<CustomerId, (WatchState, bool)>,
-    subjects: HashMap<Vec<u8>, SubjectEntry>,
+    watch: FastMap<CustomerId, (WatchState, bool)>,
+    subjects: FastMap<Vec<u8>, SubjectEntry>,
     /// Deadline writes: `Some` put, `None` delete.
-    deadlines: HashMap<Vec<u8>, Option<Deadline>>,
+    deadlines: FastMap<Vec<u8>, Option<Deadline>>,
     pending_delta: i64,
 }
 
@@ -292,9 +356,9 @@ impl<'a> Overlay<'a> {
     fn new(store: &'a Store) -> Self {
         Self {
             store,
-            watch: HashMap::new(),
-            subjects: HashMap::new(),
-            deadlines: HashMap::new(),
+            watch: FastMap::default(),
+            subjects: FastMap::default(),
+            deadlines: FastMap::default(),
             pending_delta: 0,
         }
     }
@@ -367,21 +431,27 @@ impl<'a> Overlay<'a> {
     }
 
     /// Puts the changes into `batch`; returns the smallest key a deadline is stored under.
+    /// Puts the batch's changes into `batch`, each family's in key order (RocksDB inserts a
+    /// batch's keys into the memtable's skip list one after the other, and a key just after the
+    /// previous one is found from where that one went: a rebuild's chunk writes thousands).
     fn write(self, batch: &mut covenant_store::Batch<'_>) -> Result<Option<Vec<u8>>, WatchdogError> {
-        for (customer_id, (state, dirty)) in &self.watch {
-            if *dirty {
-                batch.put(WATCH, customer_id.as_str().as_bytes(), state)?;
+        let mut watch: Vec<_> = self.watch.iter().filter(|(_, (_, dirty))| *dirty).collect();
+        watch.sort_unstable_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
+        for (customer_id, (state, _)) in watch {
+            batch.put(WATCH, customer_id.as_str().as_bytes(), state)?;
+        }
+        let mut subjects: Vec<_> = self.subjects.iter().filter(|(_, entry)| entry.dirty).collect();
+        subjects.sort_unstable_by_key(|(key, _)| *key);
+        for (subject_key, entry) in subjects {
+            match &entry.key {
+                Some(key) => batch.put_raw(SUBJECTS, subject_key, key)?,
+                None => batch.delete(SUBJECTS, subject_key)?,
             }
         }
-        for (subject_key, entry) in &self.subjects {
-            match (&entry.key, entry.dirty) {
-                (_, false) => {}
-                (Some(key), true) => batch.put_raw(SUBJECTS, subject_key, key)?,
-                (None, true) => batch.delete(SUBJECTS, subject_key)?,
-            }
-        }
+        let mut deadlines: Vec<_> = self.deadlines.iter().collect();
+        deadlines.sort_unstable_by_key(|(key, _)| *key);
         let mut lowest_set: Option<&Vec<u8>> = None;
-        for (key, deadline) in &self.deadlines {
+        for (key, deadline) in deadlines {
             match deadline {
                 Some(deadline) => {
                     batch.put(DEADLINES, key, deadline)?;
@@ -452,6 +522,93 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn events_whose_payload_the_deadlines_do_not_read_can_be_left_out_of_a_range() {
+        use covenant_proto::convert::fixtures::{every_event, record};
+        // One event of every type on one customer's stream, in catalogue order (each promise and
+        // complaint event finds the promise or complaint it is about), then each complaint and
+        // promise event again right after a fresh opening or promise, so that none of them finds
+        // its work already done by an earlier one.
+        let every = every_event();
+        let (opened, made) = (9, 15);
+        let mut kinds: Vec<usize> = (0..every.len()).collect();
+        for index in (10..=14).chain(16..=20) {
+            kinds.extend([if index < made { opened } else { made }, index]);
+        }
+        let events: Vec<RecordedEvent> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(offset, index)| {
+                let mut event = record(offset as u64, every[index].clone());
+                event.position = Position { partition: 0, offset: offset as u64 };
+                event
+            })
+            .collect();
+        let (every_dir, some_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (every, some) = (open(every_dir.path()), open(some_dir.path()));
+        // Compared after every event: a later event must not hide what an earlier one missed.
+        for event in &events {
+            let offset = event.position.offset;
+            every.apply_events(0, std::slice::from_ref(event)).unwrap();
+            let index = u32::try_from(event.event.catalogue_index()).unwrap();
+            let given = if covenant_domain::deadlines::reads_payload(index) {
+                std::slice::from_ref(event)
+            } else {
+                &[]
+            };
+            let applied = some.apply_range(0, offset, offset + 1, given).unwrap();
+            assert_eq!(applied.events, 1);
+            let kind = event.event_type();
+            for family in FAMILIES.iter().chain([&covenant_store::META]) {
+                assert_eq!(
+                    every.store.first_difference(&some.store, family).unwrap(),
+                    None,
+                    "{kind}: {family}"
+                );
+            }
+            assert_eq!(every.pending(), some.pending(), "{kind}");
+        }
+        assert!(every.pending() > 0, "the sequence leaves deadlines to compare");
+
+        // A range must start at the checkpoint and hold only its own offsets, in order.
+        let end = events.len() as u64;
+        let later = |offset: u64| {
+            let mut event = events[15].clone();
+            event.position.offset = offset;
+            event
+        };
+        assert!(matches!(some.apply_range(0, end + 1, end + 2, &[]), Err(WatchdogError::Gap { .. })));
+        assert!(matches!(
+            some.apply_range(0, end, end + 2, &[later(end + 2)]),
+            Err(WatchdogError::Gap { .. })
+        ));
+        assert!(matches!(
+            some.apply_range(0, end, end + 3, &[later(end + 1), later(end)]),
+            Err(WatchdogError::Gap { .. })
+        ));
+        assert_eq!(some.checkpoint(0).unwrap(), end, "a refused range moves nothing");
+        some.apply_range(0, end, end + 3, &[later(end + 1)]).unwrap();
+        assert_eq!(some.checkpoint(0).unwrap(), end + 3);
+    }
+
+    #[test]
+    fn a_rebuilt_deadline_store_holds_its_deadlines_once_finished_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut history = History::new("cust-1");
+        let mut offset = 0;
+        let mut events = history.events(sample::register("Ada").unwrap(), T0, &mut offset);
+        let due = Timestamp::from_unix_millis("due", T0 + 3_600_000).unwrap();
+        events.extend(history.events(sample::promise("p-1", due).unwrap(), T0, &mut offset));
+        {
+            let store = DeadlineStore::open_for_rebuild(dir.path(), 4, SlaPolicy::default()).unwrap();
+            store.apply_events(0, &events).unwrap();
+            store.finish_rebuild().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.checkpoint(0).unwrap(), events.len() as u64);
+        assert_eq!(store.pending(), 1);
     }
 
     fn open(dir: &Path) -> DeadlineStore {
