@@ -4,7 +4,8 @@
 //! a live system and names the family a tampered projection differs in; `replay` rebuilds
 //! standing (refused while standing runs) and the check passes again; `backup` is refused while
 //! the ledger holds the log, and a backup restored into a new data directory holds the same
-//! events (exported byte for byte) and verifies.
+//! events (exported byte for byte) and verifies. A replay killed half way leaves the store it was
+//! replacing as it was, and the next replay starts afresh.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -188,4 +189,98 @@ async fn verify_replay_backup_and_restore_look_after_a_live_data_directory() {
     assert!(original.status.success() && copy.status.success());
     assert_eq!(original.stdout.iter().filter(|byte| **byte == b'\n').count(), 60);
     assert_eq!(original.stdout, copy.stdout, "the restored log holds the same events");
+}
+
+/// Appends `customers` customers' journeys (registration, promise, kept, interaction) to the log
+/// in `dir`, from 32 tasks at once, without fsync.
+async fn fill_log(dir: &Path, customers: usize, from: usize) {
+    use covenant_domain::{CommandId, CustomerId, Timestamp, sample};
+    use covenant_log::{AppendRequest, Durability, EventLog, LogConfig};
+    let config = LogConfig::new(dir).with_partitions(PARTITIONS).with_durability(Durability::Buffered);
+    let log = std::sync::Arc::new(EventLog::open(config).await.unwrap());
+    let millis = i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+    )
+    .unwrap();
+    let now = Timestamp::from_unix_millis("now", millis - 3_600_000).unwrap();
+    let due = Timestamp::from_unix_millis("due", millis + 30 * 86_400_000).unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let log = std::sync::Arc::clone(&log);
+            tokio::spawn(async move {
+                for index in (from + task..from + customers).step_by(32) {
+                    let customer = CustomerId::new(format!("cust-{index}")).unwrap();
+                    let commands = [
+                        sample::register("Pat").unwrap(),
+                        sample::promise("p-1", due).unwrap(),
+                        sample::keep("p-1").unwrap(),
+                        sample::interaction("i-1", 120).unwrap(),
+                    ];
+                    for (step, command) in commands.into_iter().enumerate() {
+                        log.append(AppendRequest {
+                            customer_id: customer.clone(),
+                            command_id: CommandId::new(format!("{customer}-{step}")).unwrap(),
+                            expected_version: None,
+                            metadata: sample::metadata(now).unwrap(),
+                            command,
+                        })
+                        .await
+                        .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    std::sync::Arc::into_inner(log).expect("every task is done").close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replay_killed_half_way_leaves_the_old_store_and_the_next_replay_starts_afresh() {
+    let dir = test_dir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    fill_log(&dir.path().join("log"), 2_000, 0).await;
+    let first = covenant(&["replay", "--data", &data, "--projection", "all"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("replay standing: 8000 events applied"), "{}", stderr(&first));
+
+    // More history, then a replay killed while it builds its new stores.
+    fill_log(&dir.path().join("log"), 10_000, 2_000).await;
+    let fresh = dir.path().join("standing.replay");
+    let mut replay = Command::new(COVENANT)
+        .args(["replay", "--data", &data, "--projection", "standing"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !fresh.exists() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    replay.kill().unwrap();
+    replay.wait().unwrap();
+    assert!(fresh.exists(), "the kill came while the replay was still building (else: a larger log)");
+
+    // The old store is whole: it equals a replay of the log up to its own checkpoints (the
+    // first 8,000 events' worth of partitions' offsets).
+    let verified = covenant(&["verify", "--data", &data]);
+    assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
+    assert!(
+        stdout(&verified)
+            .contains("projections: standing equals a replay of the log up to its checkpoints (8000 events)"),
+        "{}",
+        stdout(&verified)
+    );
+
+    // The next replay throws the half-built store away and builds all 48,000 events.
+    let again = covenant(&["replay", "--data", &data, "--projection", "standing"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("replay standing: 48000 events applied"), "{}", stderr(&again));
+    assert!(!fresh.exists());
+    let verified = covenant(&["verify", "--data", &data]);
+    assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
+    assert!(stdout(&verified).contains("(48000 events)"), "{}", stdout(&verified));
 }
