@@ -62,6 +62,8 @@ pub struct Store {
     path: PathBuf,
     /// Whether writes go to the WAL (`false` only while a fresh store is being rebuilt).
     logged: bool,
+    /// The column families it was opened with ([`META`] first).
+    families: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Store {
@@ -94,8 +96,10 @@ impl Store {
         // All memtables together stay under this, so a service's memory is bounded (the soak
         // checks it).
         options.set_db_write_buffer_size(MEMTABLE_BUDGET);
-        let descriptors = std::iter::once(META)
-            .chain(families.iter().copied())
+        let names: Arc<[String]> =
+            std::iter::once(META).chain(families.iter().copied()).map(str::to_owned).collect();
+        let descriptors = names
+            .iter()
             .map(|name| {
                 let mut family = Options::default();
                 family.set_compression_type(DBCompressionType::Lz4);
@@ -104,7 +108,7 @@ impl Store {
             .collect::<Vec<_>>();
         let db = DB::open_cf_descriptors(&options, path, descriptors)
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let store = Self { db: Arc::new(db), path: path.to_owned(), logged };
+        let store = Self { db: Arc::new(db), path: path.to_owned(), logged, families: names };
         match store.get_raw(META, PARTITIONS_KEY)? {
             Some(bytes) => {
                 let stored = <[u8; 2]>::try_from(bytes.as_slice()).map(u16::from_be_bytes).map_err(|_| {
@@ -139,7 +143,8 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let db = DB::open_cf_for_read_only(&options, path, &families, false)
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok(Self { db: Arc::new(db), path: path.to_owned(), logged: true })
+        let families = families.into();
+        Ok(Self { db: Arc::new(db), path: path.to_owned(), logged: true, families })
     }
 
     /// Ends a rebuild (see [`Self::open_for_rebuild`]): flushes every family's memtable to SST
@@ -147,9 +152,7 @@ impl Store {
     pub fn finish_rebuild(&self) -> Result<()> {
         let mut options = FlushOptions::default();
         options.set_wait(true);
-        let names = DB::list_cf(&Options::default(), &self.path)
-            .map_err(|source| StoreError::Open { path: self.path.clone(), source })?;
-        let handles = names.iter().map(|name| self.family(name)).collect::<Result<Vec<_>>>()?;
+        let handles = self.families.iter().map(|name| self.family(name)).collect::<Result<Vec<_>>>()?;
         self.db.flush_cfs_opt(&handles, &options)?;
         tracing::debug!(path = %self.path.display(), "rebuilt store flushed");
         Ok(())
@@ -447,10 +450,13 @@ mod tests {
             }
             batch.set_checkpoint(1, 9)?;
             batch.commit()?;
+            // A read-only view sees the files only: nothing yet (no WAL to replay), then all.
+            assert_eq!(Store::open_read_only(dir.path())?.checkpoint(1)?, 0, "written without a WAL");
             store.finish_rebuild()?;
+            assert_eq!(Store::open_read_only(dir.path())?.checkpoint(1)?, 9, "flushed by finish_rebuild");
         }
         let store = Store::open(dir.path(), &["ranges"], 2)?;
-        assert_eq!(store.checkpoint(1)?, 9, "written without a WAL, flushed before the store closed");
+        assert_eq!(store.checkpoint(1)?, 9);
         let from = |prefix: &[u8], start: &[u8]| -> Result<Vec<Vec<u8>>> {
             let mut keys = Vec::new();
             store.visit_from_floor("ranges", prefix, start, |key, _| {

@@ -526,26 +526,8 @@ mod tests {
 
     #[test]
     fn events_whose_payload_the_deadlines_do_not_read_can_be_left_out_of_a_range() {
-        use covenant_proto::convert::fixtures::{every_event, record};
-        // One event of every type on one customer's stream, in catalogue order (each promise and
-        // complaint event finds the promise or complaint it is about), then each complaint and
-        // promise event again right after a fresh opening or promise, so that none of them finds
-        // its work already done by an earlier one.
-        let every = every_event();
-        let (opened, made) = (9, 15);
-        let mut kinds: Vec<usize> = (0..every.len()).collect();
-        for index in (10..=14).chain(16..=20) {
-            kinds.extend([if index < made { opened } else { made }, index]);
-        }
-        let events: Vec<RecordedEvent> = kinds
-            .into_iter()
-            .enumerate()
-            .map(|(offset, index)| {
-                let mut event = record(offset as u64, every[index].clone());
-                event.position = Position { partition: 0, offset: offset as u64 };
-                event
-            })
-            .collect();
+        use covenant_proto::convert::fixtures::every_event_on_one_stream;
+        let events = every_event_on_one_stream();
         let (every_dir, some_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (every, some) = (open(every_dir.path()), open(some_dir.path()));
         // Compared after every event: a later event must not hide what an earlier one missed.
@@ -604,7 +586,11 @@ mod tests {
         {
             let store = DeadlineStore::open_for_rebuild(dir.path(), 4, SlaPolicy::default()).unwrap();
             store.apply_events(0, &events).unwrap();
+            // A read-only view sees the files only: nothing before the flush (no WAL), then all.
+            assert_eq!(Store::open_read_only(dir.path()).unwrap().checkpoint(0).unwrap(), 0);
             store.finish_rebuild().unwrap();
+            let flushed = Store::open_read_only(dir.path()).unwrap();
+            assert_eq!(flushed.checkpoint(0).unwrap(), events.len() as u64);
         }
         let store = open(dir.path());
         assert_eq!(store.checkpoint(0).unwrap(), events.len() as u64);

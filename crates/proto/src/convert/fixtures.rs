@@ -284,6 +284,29 @@ pub fn every_event() -> Vec<Event> {
     ]
 }
 
+/// One event of every type on one customer's stream (`cust-42`, partition 0, offsets from 0)
+/// in catalogue order, so that each promise and complaint event finds the promise or complaint
+/// it is about; then each complaint and promise event again right after a fresh opening or
+/// promise, so that none of them finds its work already done by an earlier one (a projection
+/// test that skips an event type's effect cannot pass because a later event has the same one).
+pub fn every_event_on_one_stream() -> Vec<RecordedEvent> {
+    let every = every_event();
+    let (opened, made) = (9, 15);
+    let mut kinds: Vec<usize> = (0..every.len()).collect();
+    for index in (10..=14).chain(16..=20) {
+        kinds.extend([if index < made { opened } else { made }, index]);
+    }
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(offset, index)| {
+            let mut event = record(offset as u64, every[index].clone());
+            event.position = Position { partition: 0, offset: offset as u64 };
+            event
+        })
+        .collect()
+}
+
 /// `event` recorded as the `index`-th event of customer `cust-42` in partition 3.
 pub fn record(index: u64, event: Event) -> RecordedEvent {
     let full = index.is_multiple_of(2);
