@@ -35,16 +35,29 @@ const CHUNK: usize = 10_000;
 /// memory in its second pass, with the longest single stream).
 const STREAMS_BATCH_EVENTS: u64 = 131_072;
 
+/// Bytes of a partition's records the audit's first pass keeps for its second, per partition in
+/// hand (see [`PartitionPasses`]): 64 MiB, about 260,000 records of 240 bytes.
+pub const RETAINED_BYTES: usize = 64 << 20;
+
 /// A log directory or a backup, read-only.
 #[derive(Debug)]
 pub struct LogSource {
     reader: LogReader,
+    /// What [`PartitionPasses`] may keep of a partition between its passes.
+    retained_bytes: usize,
 }
 
 impl LogSource {
     /// Opens the log at `path` (the directory holding its RocksDB files). Blocking.
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(Self { reader: LogReader::open_read_only(path)? })
+        Ok(Self { reader: LogReader::open_read_only(path)?, retained_bytes: RETAINED_BYTES })
+    }
+
+    /// The same source, whose audit keeps at most `bytes` of a partition's records between its
+    /// two passes (default [`RETAINED_BYTES`]; 0 reads everything twice).
+    pub fn with_retained_bytes(mut self, bytes: usize) -> Self {
+        self.retained_bytes = bytes;
+        self
     }
 }
 
@@ -125,7 +138,12 @@ impl LogSource {
 
     /// One partition, read as the audit's two passes read it ([`PartitionPasses`]).
     pub fn partition_passes(&self, partition: u16) -> PartitionPasses<'_> {
-        PartitionPasses { log: self, partition, spans: HashMap::default() }
+        PartitionPasses {
+            log: self,
+            partition,
+            spans: HashMap::default(),
+            retained: Retained::new(self.retained_bytes),
+        }
     }
 
     /// The whole streams of `customers`, as [`EventSource::streams`], through a shared
@@ -433,16 +451,109 @@ struct StreamSpan {
 }
 
 /// One partition of a log read in place, read by the audit's two passes: the first visits every
-/// promise event and notes where each customer's events lie (one small entry per customer of
-/// the partition); the second reads the streams of the customers it is given a batch at a
-/// time, by walking the part of the partition their events lie in when they are at least one
-/// record in [`WALK_SPREAD`] of it, and through the stream index otherwise. Walking spares a
-/// stream-index read per customer and a lookup per event.
+/// promise event, notes where each customer's events lie (one small entry per customer of the
+/// partition) and keeps the records it read, up to a budget ([`LogSource::with_retained_bytes`]);
+/// the second reads the streams of the customers it is given from the kept records when all of
+/// a stream's are kept, and from the log otherwise: a batch at a time, by walking the part of
+/// the partition their events lie in when they are at least one record in [`WALK_SPREAD`] of it,
+/// and through the stream index otherwise. Keeping spares the second read of the log; walking
+/// spares a stream-index read per customer and a lookup per event.
 #[derive(Debug)]
 pub struct PartitionPasses<'a> {
     log: &'a LogSource,
     partition: u16,
-    spans: HashMap<Box<str>, StreamSpan>,
+    spans: HashMap<CustomerId, StreamSpan>,
+    retained: Retained,
+}
+
+/// The records of a partition from its first offset on, as the first pass read them, until they
+/// would pass a budget (the kept ones are a prefix of the partition), each linked to the same
+/// customer's next kept record.
+#[derive(Debug)]
+struct Retained {
+    /// What `bytes` and the two indexes may hold together.
+    budget: usize,
+    /// False once a record did not fit: no later one is kept.
+    open: bool,
+    /// The kept records, one after the other; record `i` is the one at offset `i`.
+    bytes: Vec<u8>,
+    /// Where each kept record starts in `bytes`.
+    starts: Vec<usize>,
+    /// For each kept record, the offset of the same customer's next kept record ([`NO_NEXT`]:
+    /// none).
+    next: Vec<u32>,
+}
+
+/// Bytes of kept records [`Retained::reserve`] makes room for per record of the partition (a
+/// record of a 200-byte event takes ~240).
+const RESERVED_PER_RECORD: usize = 512;
+
+/// [`Retained::next`] of a customer's last kept record.
+const NO_NEXT: u32 = u32::MAX;
+
+impl Retained {
+    fn new(budget: usize) -> Self {
+        Self { budget, open: budget > 0, bytes: Vec::new(), starts: Vec::new(), next: Vec::new() }
+    }
+
+    /// Makes room for a partition of `records` records (as much as the budget allows), so
+    /// keeping never moves what was kept (room not written to costs no memory).
+    fn reserve(&mut self, records: u64) {
+        if !self.open {
+            return;
+        }
+        let records = usize::try_from(records).unwrap_or(usize::MAX);
+        let per_record = std::mem::size_of::<usize>() + std::mem::size_of::<u32>();
+        let indexed = records.min(self.budget / per_record);
+        self.starts.reserve(indexed);
+        self.next.reserve(indexed);
+        self.bytes.reserve(records.saturating_mul(RESERVED_PER_RECORD).min(self.budget));
+    }
+
+    /// Records kept: those at offsets below this.
+    fn kept(&self) -> u64 {
+        self.starts.len() as u64
+    }
+
+    /// Keeps the record at offset [`Retained::kept`] if it fits; says whether it did.
+    fn keep(&mut self, value: &[u8]) -> bool {
+        let index_bytes =
+            (self.starts.len() + 1) * (std::mem::size_of::<usize>() + std::mem::size_of::<u32>());
+        if !self.open
+            || self.starts.len() >= NO_NEXT as usize
+            || self.bytes.len() + value.len() + index_bytes > self.budget
+        {
+            // The second pass reads the streams that go on past here from the log.
+            self.open = false;
+            return false;
+        }
+        self.starts.push(self.bytes.len());
+        self.bytes.extend_from_slice(value);
+        self.next.push(NO_NEXT);
+        true
+    }
+
+    /// Notes that the same customer's kept record after the one kept at `offset` is at `next`.
+    fn link(&mut self, offset: u64, next: u64) {
+        let slot = usize::try_from(offset).ok().and_then(|index| self.next.get_mut(index));
+        if let (Some(slot), Ok(next)) = (slot, u32::try_from(next)) {
+            *slot = next;
+        }
+    }
+
+    /// The offset of the same customer's kept record after the one at `offset` (`None`: none).
+    fn next_of(&self, offset: u64) -> Option<u64> {
+        let next = *usize::try_from(offset).ok().and_then(|index| self.next.get(index))?;
+        (next != NO_NEXT).then_some(u64::from(next))
+    }
+
+    /// The kept record at `offset`.
+    fn record(&self, offset: u64) -> Option<&[u8]> {
+        let index = usize::try_from(offset).ok()?;
+        let start = *self.starts.get(index)?;
+        let end = self.starts.get(index + 1).copied().unwrap_or(self.bytes.len());
+        self.bytes.get(start..end)
+    }
 }
 
 /// The second pass walks a batch's range when it holds at least one of the batch's records in
@@ -453,31 +564,45 @@ impl PartitionPasses<'_> {
     /// Visits every promise event (`covenant_domain::audit::PROMISE_EVENT_TYPES`) of the
     /// partition in offset order (so each customer's in stream order). Returns the records read.
     pub fn promise_events(&mut self, visit: &mut dyn FnMut(RecordedEvent)) -> Result<u64> {
-        let spans = &mut self.spans;
-        self.log.scan_partition(self.partition, None, &mut |record| {
+        let (spans, retained) = (&mut self.spans, &mut self.retained);
+        // By catalogue index: a record's type is an index into EVENT_TYPES.
+        let is_promise_event: Vec<bool> = covenant_domain::events::EVENT_TYPES
+            .iter()
+            .map(|name| covenant_domain::audit::PROMISE_EVENT_TYPES.contains(name))
+            .collect();
+        retained.reserve(self.log.reader.partition_end(self.partition)?);
+        // One iterator over the whole partition.
+        let read = self.log.reader.scan_raw(self.partition, 0, usize::MAX, |position, value| {
+            let record = RecordView::parse(position, value)?;
             let envelope = &record.envelope;
             let (offset, version) = (envelope.position.offset, envelope.stream_version);
+            let kept = retained.kept() == offset && retained.keep(value);
             match spans.get_mut(envelope.customer_id) {
                 Some(span) => {
+                    if kept {
+                        retained.link(span.last, offset);
+                    }
                     span.last = offset;
                     span.events = version;
                 }
                 None => {
-                    spans.insert(
-                        envelope.customer_id.into(),
-                        StreamSpan { first: offset, last: offset, events: version },
-                    );
+                    let customer =
+                        CustomerId::new(envelope.customer_id).map_err(|error| invalid(position, error))?;
+                    spans.insert(customer, StreamSpan { first: offset, last: offset, events: version });
                 }
             }
-            if covenant_domain::audit::PROMISE_EVENT_TYPES.contains(&record.event_type()) {
+            // `parse` checked the index against the catalogue.
+            if is_promise_event.get(envelope.event_index as usize).copied().unwrap_or(false) {
                 visit(record.decode()?);
             }
-            Ok(())
-        })
+            Ok::<_, AuditError>(())
+        })?;
+        Ok(read as u64)
     }
 
-    /// Visits the whole stream of each of `customers` (of this partition) once, in batches of
-    /// about [`STREAMS_BATCH_EVENTS`] events, in the order their first events were recorded.
+    /// Visits the whole stream of each of `customers` (of this partition) once: first the
+    /// streams the first pass kept whole, one at a time, then the others in batches of about
+    /// [`STREAMS_BATCH_EVENTS`] events, in the order their first events were recorded.
     /// Call it after [`Self::promise_events`] (a customer it did not see has no events).
     pub fn streams(
         &mut self,
@@ -487,6 +612,9 @@ impl PartitionPasses<'_> {
         let mut order: Vec<(StreamSpan, &CustomerId)> = Vec::with_capacity(customers.len());
         for customer in customers {
             match self.spans.get(customer.as_str()) {
+                Some(span) if span.last < self.retained.kept() => {
+                    visit(customer, self.kept_stream(customer, span)?);
+                }
                 Some(span) => order.push((*span, customer)),
                 None => visit(customer, Vec::new()),
             }
@@ -506,7 +634,43 @@ impl PartitionPasses<'_> {
         Ok(())
     }
 
-    /// One batch of [`Self::streams`] (sorted by first offset), holding `events` events.
+    /// A customer's stream from the records the first pass kept (all of it: `span.last` is
+    /// kept), following each record's link to the next. (Decoding one stream at a time keeps
+    /// its events in memory the stories just read; collecting a batch's streams in one sweep
+    /// of the kept records was slower: each decoded event went to a cold place.)
+    fn kept_stream(&self, customer: &CustomerId, span: &StreamSpan) -> Result<Vec<RecordedEvent>> {
+        let mut stream = Vec::with_capacity(usize::try_from(span.events).unwrap_or(0));
+        let mut next = Some(span.first);
+        while let Some(offset) = next {
+            let position = Position { partition: self.partition, offset };
+            let Some(value) = self.retained.record(offset) else {
+                return Err(covenant_log::LogError::Corrupt {
+                    position,
+                    reason: format!("customer {customer}'s record here was not kept by the first pass"),
+                }
+                .into());
+            };
+            let record = RecordView::parse(position, value)?;
+            check_next_version(&record, stream.len(), position)?;
+            stream.push(record.decode()?);
+            next = self.retained.next_of(offset).filter(|_| (stream.len() as u64) < span.events);
+        }
+        if stream.len() as u64 != span.events {
+            return Err(covenant_log::LogError::Corrupt {
+                position: Position { partition: self.partition, offset: span.last },
+                reason: format!(
+                    "customer {customer}'s stream had {} events in the first pass, {} kept",
+                    span.events,
+                    stream.len()
+                ),
+            }
+            .into());
+        }
+        Ok(stream)
+    }
+
+    /// One batch of [`Self::streams`] (sorted by first offset), holding `events` events, read
+    /// from the log.
     fn batch(
         &self,
         batch: &[(StreamSpan, &CustomerId)],
@@ -535,19 +699,9 @@ impl PartitionPasses<'_> {
             };
             let record = RecordView::parse(position, value)?;
             let stream = &mut streams[index];
-            if record.envelope.stream_version != stream.len() as u64 + 1 {
-                return Err(covenant_log::LogError::Corrupt {
-                    position,
-                    reason: format!(
-                        "event of stream version {} where {} was expected in customer {}'s stream",
-                        record.envelope.stream_version,
-                        stream.len() + 1,
-                        record.envelope.customer_id
-                    ),
-                });
-            }
+            check_next_version(&record, stream.len(), position)?;
             stream.push(record.decode()?);
-            Ok(())
+            Ok::<_, covenant_log::LogError>(())
         })? as u64;
         for ((span, customer), stream) in batch.iter().zip(streams) {
             if read < records || stream.len() as u64 != span.events {
@@ -565,6 +719,22 @@ impl PartitionPasses<'_> {
         }
         Ok(())
     }
+}
+
+/// A record read for a stream already `read` events long must be its next event.
+fn check_next_version(record: &RecordView<'_>, read: usize, position: Position) -> covenant_log::Result<()> {
+    if record.envelope.stream_version == read as u64 + 1 {
+        return Ok(());
+    }
+    Err(covenant_log::LogError::Corrupt {
+        position,
+        reason: format!(
+            "event of stream version {} where {} was expected in customer {}'s stream",
+            record.envelope.stream_version,
+            read + 1,
+            record.envelope.customer_id
+        ),
+    })
 }
 
 /// A stored record whose identifiers do not pass validation: corrupt.

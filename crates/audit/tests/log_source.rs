@@ -217,10 +217,14 @@ async fn the_audit_partition_by_partition_equals_the_sequential_audit_whatever_t
                 assert!(expected.stories.len() > 10, "{filter:?}: {} stories", expected.stories.len());
                 assert!(expected.silent().count() > 0);
             }
-            for threads in [1, 2, 5] {
-                let mut source = LogSource::open(&dir).unwrap();
-                let report = audit(&mut source, filter, at(100), models(), threads).unwrap();
-                assert_eq!(report, expected, "{threads} threads, {filter:?}");
+            // The first pass keeps each partition's records for the second (all of them by
+            // default here), none, or only the first few, the rest read from the log again.
+            for retained in [covenant_audit::sources::RETAINED_BYTES, 0, 2_048, 16_384] {
+                for threads in [1, 2, 5] {
+                    let mut source = LogSource::open(&dir).unwrap().with_retained_bytes(retained);
+                    let report = audit(&mut source, filter, at(100), models(), threads).unwrap();
+                    assert_eq!(report, expected, "{threads} threads, {retained} bytes kept, {filter:?}");
+                }
             }
         }
     })

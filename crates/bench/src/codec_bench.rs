@@ -65,7 +65,7 @@ pub(crate) fn run(event_bytes: usize, runs: usize) -> Result<()> {
             })?,
         ),
         (
-            "record decode (checksum + postcard + position check)",
+            "record decode, owned (checksum + `ViewDecoder` + position check + `to_owned`)",
             nanos_per_call(runs, iterations, || {
                 black_box(codec::decode_record(position, black_box(&workload.record))?);
                 Ok(())

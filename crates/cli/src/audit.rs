@@ -16,6 +16,7 @@ use covenant_domain::loyalty::{Lifecycle, LoyaltyParams};
 use covenant_domain::org_metrics::promise_kind_name;
 use covenant_domain::trust::TrustParams;
 use covenant_domain::{Span, Timestamp};
+use serde::Serialize;
 use serde_json::json;
 
 /// `covenant audit …`
@@ -254,59 +255,163 @@ fn hours(span: Span) -> String {
     format!("{:.2}", span.millis() as f64 / 3_600_000.0)
 }
 
-fn story_json(story: &PromiseStory) -> serde_json::Value {
-    json!({
-        "customer_id": story.customer_id.as_str(),
-        "promise_id": story.promise_id.as_str(),
-        "kind": promise_kind_name(story.kind),
-        "description": story.description.as_str(),
-        "made_by": story.made_by.as_str(),
-        "team": story.team.as_ref().map(|team| team.as_str()),
-        "made_at": instant(story.made_at),
-        "first_due_at": instant(story.first_due_at),
-        "due_at": instant(story.due_at),
-        "grace_seconds": story.grace.millis() / 1000,
-        "renegotiations": story.renegotiations.iter().map(|change| json!({
-            "at": instant(change.at),
-            "previous_due_at": instant(change.previous_due_at),
-            "new_due_at": instant(change.new_due_at),
-            "customer_consented": change.customer_consented,
-        })).collect::<Vec<_>>(),
-        "broken": match &story.broke {
-            Break::Recorded { detection, detected_at, event_id, position } => json!({
-                "how": detection_name(*detection),
-                "detected_at": instant(*detected_at),
-                "event_id": event_id.to_string(),
-                "partition": position.partition,
-                "offset": position.offset,
-            }),
-            Break::Silent => json!({ "how": "silent" }),
+/// An instant as JSON: RFC 3339 to the second, written straight into the output.
+#[derive(Debug, Clone, Copy)]
+struct InstantJson(Timestamp);
+
+impl Serialize for InstantJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let since = Duration::from_millis(u64::try_from(self.0.unix_millis()).unwrap_or(0));
+        serializer.collect_str(&humantime::format_rfc3339_seconds(UNIX_EPOCH + since))
+    }
+}
+
+/// Anything shown as text (an event id, a currency), written straight into the output.
+#[derive(Debug)]
+struct TextJson<T>(T);
+
+impl<T: std::fmt::Display> Serialize for TextJson<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+fn hours_after(span: Span) -> f64 {
+    span.millis() as f64 / 3_600_000.0
+}
+
+/// A story of the JSON report. Its fields are in name order, as they always came out.
+#[derive(Debug, Serialize)]
+struct StoryJson<'a> {
+    apology: Option<FollowUpJson>,
+    broken: BrokenJson<'a>,
+    churned_at: Option<InstantJson>,
+    compensation: Option<CompensationJson<'a>>,
+    customer_id: &'a str,
+    days_late: f64,
+    description: &'a str,
+    due_at: InstantJson,
+    first_due_at: InstantJson,
+    fix: Option<FixJson<'a>>,
+    grace_seconds: i64,
+    kind: &'static str,
+    lifecycle_now: &'static str,
+    lost_afterwards: bool,
+    made_at: InstantJson,
+    made_by: &'a str,
+    promise_id: &'a str,
+    recovered: bool,
+    renegotiations: Vec<RenegotiationJson>,
+    team: Option<&'a str>,
+    trust_after: Option<u8>,
+    trust_before: Option<u8>,
+    trust_now: u8,
+}
+
+#[derive(Debug, Serialize)]
+struct FollowUpJson {
+    at: InstantJson,
+    hours_after: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct CompensationJson<'a> {
+    amount_minor: i64,
+    at: InstantJson,
+    currency: TextJson<&'a covenant_domain::values::Currency>,
+    hours_after: f64,
+    kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct FixJson<'a> {
+    due_at: InstantJson,
+    made_at: InstantJson,
+    outcome: &'static str,
+    promise_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct RenegotiationJson {
+    at: InstantJson,
+    customer_consented: bool,
+    new_due_at: InstantJson,
+    previous_due_at: InstantJson,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum BrokenJson<'a> {
+    Recorded {
+        detected_at: InstantJson,
+        event_id: TextJson<&'a covenant_domain::ids::EventId>,
+        how: &'static str,
+        offset: u64,
+        partition: u16,
+    },
+    Silent {
+        how: &'static str,
+    },
+}
+
+fn story_json(story: &PromiseStory) -> StoryJson<'_> {
+    StoryJson {
+        apology: story.apology.as_ref().map(|apology| FollowUpJson {
+            at: InstantJson(apology.at),
+            hours_after: hours_after(apology.after),
+        }),
+        broken: match &story.broke {
+            Break::Recorded { detection, detected_at, event_id, position } => BrokenJson::Recorded {
+                detected_at: InstantJson(*detected_at),
+                event_id: TextJson(event_id),
+                how: detection_name(*detection),
+                offset: position.offset,
+                partition: position.partition,
+            },
+            Break::Silent => BrokenJson::Silent { how: "silent" },
         },
-        "days_late": days(story.late),
-        "apology": story.apology.as_ref().map(|apology| json!({
-            "at": instant(apology.at), "hours_after": apology.after.millis() as f64 / 3_600_000.0,
-        })),
-        "compensation": story.compensation.as_ref().map(|paid| json!({
-            "at": instant(paid.at),
-            "hours_after": paid.after.millis() as f64 / 3_600_000.0,
-            "kind": compensation_kind(paid.kind),
-            "amount_minor": paid.amount.amount_minor,
-            "currency": paid.amount.currency.to_string(),
-        })),
-        "fix": story.fix.as_ref().map(|fix| json!({
-            "promise_id": fix.promise_id.as_str(),
-            "made_at": instant(fix.made_at),
-            "due_at": instant(fix.due_at),
-            "outcome": settlement_name(fix.outcome),
-        })),
-        "recovered": story.recovered(),
-        "trust_before": story.trust_before,
-        "trust_after": story.trust_after,
-        "trust_now": story.trust_now,
-        "churned_at": story.churned_at.map(instant),
-        "lifecycle_now": lifecycle_name(story.lifecycle_now),
-        "lost_afterwards": story.lost_afterwards(),
-    })
+        churned_at: story.churned_at.map(InstantJson),
+        compensation: story.compensation.as_ref().map(|paid| CompensationJson {
+            amount_minor: paid.amount.amount_minor,
+            at: InstantJson(paid.at),
+            currency: TextJson(&paid.amount.currency),
+            hours_after: hours_after(paid.after),
+            kind: compensation_kind(paid.kind),
+        }),
+        customer_id: story.customer_id.as_str(),
+        days_late: days(story.late),
+        description: story.description.as_str(),
+        due_at: InstantJson(story.due_at),
+        first_due_at: InstantJson(story.first_due_at),
+        fix: story.fix.as_ref().map(|fix| FixJson {
+            due_at: InstantJson(fix.due_at),
+            made_at: InstantJson(fix.made_at),
+            outcome: settlement_name(fix.outcome),
+            promise_id: fix.promise_id.as_str(),
+        }),
+        grace_seconds: story.grace.millis() / 1000,
+        kind: promise_kind_name(story.kind),
+        lifecycle_now: lifecycle_name(story.lifecycle_now),
+        lost_afterwards: story.lost_afterwards(),
+        made_at: InstantJson(story.made_at),
+        made_by: story.made_by.as_str(),
+        promise_id: story.promise_id.as_str(),
+        recovered: story.recovered(),
+        renegotiations: story
+            .renegotiations
+            .iter()
+            .map(|change| RenegotiationJson {
+                at: InstantJson(change.at),
+                customer_consented: change.customer_consented,
+                new_due_at: InstantJson(change.new_due_at),
+                previous_due_at: InstantJson(change.previous_due_at),
+            })
+            .collect(),
+        team: story.team.as_ref().map(|team| team.as_str()),
+        trust_after: story.trust_after,
+        trust_before: story.trust_before,
+        trust_now: story.trust_now,
+    }
 }
 
 fn group_json(group: &GroupSummary) -> serde_json::Value {

@@ -435,16 +435,28 @@ pub fn stories(
         })
         .collect();
 
+    // The broken promises the stories are about, and the trust just before and just after each
+    // recorded break, from one walk of the history.
+    let broken: Vec<(&PromiseId, &Tracked, Break, Option<Timestamp>)> = promises
+        .iter()
+        .filter(|(promise_id, _)| wanted.is_none_or(|wanted| wanted(promise_id)))
+        .filter_map(|(promise_id, promise)| match (&promise.broke, promise.outcome) {
+            (Some((broke, recorded_at)), _) => Some((promise_id, promise, broke.clone(), Some(*recorded_at))),
+            (None, None) if promise.due_at.plus(promise.grace) < as_of => {
+                Some((promise_id, promise, Break::Silent, None))
+            }
+            _ => None,
+        })
+        .collect();
+    let instants: Vec<Timestamp> = broken
+        .iter()
+        .filter_map(|(.., recorded_at)| *recorded_at)
+        .flat_map(|at| [at.plus(Span::from_millis(-1)), at])
+        .collect();
+    let mut scores = sorted.scores(&instants, trust_params).into_iter();
+
     let mut told = Vec::new();
-    for (promise_id, promise) in &promises {
-        if wanted.is_some_and(|wanted| !wanted(promise_id)) {
-            continue;
-        }
-        let (broke, recorded_at) = match (&promise.broke, promise.outcome) {
-            (Some((broke, recorded_at)), _) => (broke.clone(), Some(*recorded_at)),
-            (None, None) if promise.due_at.plus(promise.grace) < as_of => (Break::Silent, None),
-            _ => continue,
-        };
+    for (promise_id, promise, broke, recorded_at) in broken {
         let broke_at = match &broke {
             Break::Recorded { detected_at, .. } => *detected_at,
             Break::Silent => promise.due_at,
@@ -478,10 +490,7 @@ pub fn stories(
                 },
             );
         let (trust_before, trust_after) = match recorded_at {
-            Some(at) => {
-                let just_before = at.plus(Span::from_millis(-1));
-                (Some(sorted.score(just_before, trust_params)), Some(sorted.score(at, trust_params)))
-            }
+            Some(_) => (scores.next(), scores.next()),
             None => (None, None),
         };
         told.push(PromiseStory {

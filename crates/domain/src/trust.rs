@@ -25,8 +25,6 @@
 //! kind `compensation` for F); ρ ≤ 0.7, halved when another failure happened in the 90 days
 //! before F. A recovery promise earns trust only through ρ; broken, it is a new failure.
 
-use std::collections::HashMap;
-
 use crate::error::{DomainError, FieldError};
 use crate::events::{CancelledBy, Event, PromiseKind, RelatedRef, Sentiment, SlaTarget};
 use crate::ids::EventId;
@@ -168,14 +166,24 @@ pub fn history_of(events: &[crate::RecordedEvent]) -> impl Iterator<Item = Histo
 }
 
 /// An open or settled promise, as far as trust cares.
-#[derive(Debug, Clone)]
-struct PromiseFacts {
+#[derive(Debug, Clone, Copy)]
+struct PromiseFacts<'e> {
     due_at: Timestamp,
     grace: Span,
     kind: PromiseKind,
     /// The failure this promise was made to recover.
-    recovers: Option<String>,
+    recovers: Option<FailureKey<'e>>,
 }
+
+/// What can fail and be recovered: a promise or a complaint, by id (borrowed from the history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FailureKey<'e> {
+    Promise(&'e str),
+    Complaint(&'e str),
+}
+
+/// The walk's maps (keyed by ids; nothing iterates them, so their order never shows).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// A failure that recovery can earn back.
 #[derive(Debug, Clone, Default)]
@@ -215,14 +223,14 @@ enum Credit {
 }
 
 /// The walk over a history: evidence so far and what later events refer to.
-struct Walk<'p> {
+struct Walk<'p, 'e> {
     params: &'p TrustParams,
     evidence: Vec<(HistoryEventKey, f64, f64)>,
-    promises: HashMap<String, PromiseFacts>,
-    failures: HashMap<String, Failure>,
+    promises: HashMap<&'e str, PromiseFacts<'e>>,
+    failures: HashMap<FailureKey<'e>, Failure>,
     failure_times: Vec<Timestamp>,
     /// Complaints: was the customer angry when it was opened; which SLA targets were breached.
-    complaints: HashMap<String, (bool, bool, bool)>,
+    complaints: HashMap<&'e str, (bool, bool, bool)>,
     last_interaction_angry: bool,
 }
 
@@ -233,16 +241,12 @@ struct HistoryEventKey {
     occurred_at: Timestamp,
 }
 
-fn promise_key(id: &impl std::fmt::Display) -> String {
-    format!("promise:{id}")
-}
-
-impl Walk<'_> {
+impl<'e> Walk<'_, 'e> {
     fn add(&mut self, key: HistoryEventKey, positive: f64, negative: f64) {
         self.evidence.push((key, positive, negative));
     }
 
-    fn fail(&mut self, key: HistoryEventKey, failure: String, weight: f64) {
+    fn fail(&mut self, key: HistoryEventKey, failure: FailureKey<'e>, weight: f64) {
         let window_start = Timestamp::from_unix_millis_clamped(
             key.occurred_at.unix_millis().saturating_sub(self.params.double_deviation_window.millis()),
         );
@@ -257,9 +261,9 @@ impl Walk<'_> {
         self.add(key, 0.0, weight);
     }
 
-    fn credit(&mut self, key: HistoryEventKey, failure: &str, credit: Credit) {
+    fn credit(&mut self, key: HistoryEventKey, failure: FailureKey<'e>, credit: Credit) {
         let params = self.params;
-        let Some(entry) = self.failures.get_mut(failure) else {
+        let Some(entry) = self.failures.get_mut(&failure) else {
             return;
         };
         let before = entry.earned(params);
@@ -274,17 +278,13 @@ impl Walk<'_> {
         }
     }
 
-    fn apply(&mut self, key: HistoryEventKey, event: &Event) {
+    fn apply(&mut self, key: HistoryEventKey, event: &'e Event) {
         let k = self.params.negativity;
         match event {
             Event::PromiseMade { promise_id, kind, due_at, grace, related_ref, .. } => {
-                let recovers = match related_ref {
-                    Some(RelatedRef::Promise(id)) => Some(promise_key(id)),
-                    Some(RelatedRef::Complaint(id)) => Some(format!("complaint:{id}")),
-                    _ => None,
-                };
+                let recovers = related_ref.as_ref().and_then(failure_key);
                 self.promises.insert(
-                    promise_key(promise_id),
+                    promise_id.as_str(),
                     PromiseFacts { due_at: *due_at, grace: *grace, kind: *kind, recovers },
                 );
             }
@@ -292,13 +292,13 @@ impl Walk<'_> {
                 if !customer_consented || key.occurred_at > *previous_due_at {
                     self.add(key, 0.0, 0.5 * k);
                 }
-                if let Some(promise) = self.promises.get_mut(&promise_key(promise_id)) {
+                if let Some(promise) = self.promises.get_mut(promise_id.as_str()) {
                     promise.due_at = *new_due_at;
                 }
             }
             Event::PromiseKept { promise_id, kept_at, .. } => {
-                let id = promise_key(promise_id);
-                let Some(promise) = self.promises.get(&id).cloned() else {
+                let id = FailureKey::Promise(promise_id.as_str());
+                let Some(promise) = self.promises.get(promise_id.as_str()).copied() else {
                     return;
                 };
                 let on_time = *kept_at <= promise.due_at;
@@ -310,7 +310,7 @@ impl Walk<'_> {
                             } else {
                                 Credit::Fix
                             };
-                            self.credit(key, &failure, credit);
+                            self.credit(key, failure, credit);
                         }
                     }
                     None if on_time => self.add(key, 1.0, 0.0),
@@ -321,45 +321,45 @@ impl Walk<'_> {
             Event::PromisePartiallyKept { promise_id, fraction_permille, .. } => {
                 let fraction = f64::from(*fraction_permille) / 1000.0;
                 self.add(key, fraction, 0.0);
-                self.fail(key, promise_key(promise_id), (1.0 - fraction) * k);
+                self.fail(key, FailureKey::Promise(promise_id.as_str()), (1.0 - fraction) * k);
             }
-            Event::PromiseBroken { promise_id, .. } => self.fail(key, promise_key(promise_id), k),
+            Event::PromiseBroken { promise_id, .. } => {
+                self.fail(key, FailureKey::Promise(promise_id.as_str()), k)
+            }
             Event::PromiseCancelled {
                 promise_id,
                 by: CancelledBy::Company,
                 customer_consented: false,
                 ..
             } => {
-                self.fail(key, promise_key(promise_id), k);
+                self.fail(key, FailureKey::Promise(promise_id.as_str()), k);
             }
             Event::InteractionRecorded { sentiment, .. } => {
                 self.last_interaction_angry = *sentiment == Sentiment::Angry;
             }
             Event::ComplaintOpened { complaint_id, .. } => {
-                self.complaints
-                    .insert(format!("complaint:{complaint_id}"), (self.last_interaction_angry, false, false));
+                self.complaints.insert(complaint_id.as_str(), (self.last_interaction_angry, false, false));
             }
             Event::ComplaintReopened { complaint_id, .. } => {
-                if let Some(complaint) = self.complaints.get_mut(&format!("complaint:{complaint_id}")) {
+                if let Some(complaint) = self.complaints.get_mut(complaint_id.as_str()) {
                     complaint.1 = false;
                     complaint.2 = false;
                 }
             }
             Event::ComplaintResponded { complaint_id, first } => {
-                let breached = self.complaints.get(&format!("complaint:{complaint_id}")).is_some_and(|c| c.1);
+                let breached = self.complaints.get(complaint_id.as_str()).is_some_and(|c| c.1);
                 if *first && !breached {
                     self.add(key, 0.25, 0.0);
                 }
             }
             Event::ComplaintResolved { complaint_id, .. } => {
-                let breached = self.complaints.get(&format!("complaint:{complaint_id}")).is_some_and(|c| c.2);
+                let breached = self.complaints.get(complaint_id.as_str()).is_some_and(|c| c.2);
                 if !breached {
                     self.add(key, 0.25, 0.0);
                 }
             }
             Event::SlaBreached { complaint_id, target, .. } => {
-                let id = format!("complaint:{complaint_id}");
-                let complaint = self.complaints.entry(id.clone()).or_insert((false, false, false));
+                let complaint = self.complaints.entry(complaint_id.as_str()).or_insert((false, false, false));
                 let weight = match target {
                     SlaTarget::FirstReply => {
                         complaint.1 = true;
@@ -370,16 +370,16 @@ impl Walk<'_> {
                         0.25 * k
                     }
                 };
-                self.fail(key, id, weight);
+                self.fail(key, FailureKey::Complaint(complaint_id.as_str()), weight);
             }
             Event::ApologyIssued { related_ref } => {
                 if let Some(failure) = failure_key(related_ref) {
-                    self.credit(key, &failure, Credit::Apology);
+                    self.credit(key, failure, Credit::Apology);
                 }
             }
             Event::CompensationGranted { related_ref, .. } => {
                 if let Some(failure) = failure_key(related_ref) {
-                    self.credit(key, &failure, Credit::Compensation);
+                    self.credit(key, failure, Credit::Compensation);
                 }
             }
             _ => {}
@@ -387,10 +387,11 @@ impl Walk<'_> {
     }
 }
 
-fn failure_key(related_ref: &RelatedRef) -> Option<String> {
+/// The failure an event about `related_ref` is about, if it can be one.
+fn failure_key(related_ref: &RelatedRef) -> Option<FailureKey<'_>> {
     match related_ref {
-        RelatedRef::Promise(id) => Some(promise_key(id)),
-        RelatedRef::Complaint(id) => Some(format!("complaint:{id}")),
+        RelatedRef::Promise(id) => Some(FailureKey::Promise(id.as_str())),
+        RelatedRef::Complaint(id) => Some(FailureKey::Complaint(id.as_str())),
         RelatedRef::Order(_) | RelatedRef::Interaction(_) => None,
     }
 }
@@ -439,12 +440,26 @@ impl<'a> SortedHistory<'a> {
     /// The trust score alone at `as_of` (what [`SortedHistory::trust`] answers, without the
     /// contributors).
     pub fn score(&self, as_of: Timestamp, params: &TrustParams) -> u8 {
-        let (mut positive, mut negative) = (0.0, 0.0);
-        for (key, r, s) in &walk(self.until(as_of), params).evidence {
-            positive += r * decay(key.occurred_at, as_of, params.positive_half_life);
-            negative += s * decay(key.occurred_at, as_of, params.negative_half_life);
+        score_at(&walk(self.until(as_of), params).evidence, as_of, params)
+    }
+
+    /// The trust scores at each of `instants` (in any order), each what [`SortedHistory::score`]
+    /// answers, from one walk: the walk of the events up to an instant is the same whatever
+    /// follows them, so each score is read off the evidence when the walk reaches its instant.
+    pub fn scores(&self, instants: &[Timestamp], params: &TrustParams) -> Vec<u8> {
+        let mut order: Vec<usize> = (0..instants.len()).collect();
+        order.sort_by_key(|&index| instants[index]);
+        let mut scores = vec![0; instants.len()];
+        let mut walk = Walk::new(params);
+        let mut events = self.events.iter().peekable();
+        for index in order {
+            let as_of = instants[index];
+            while let Some(event) = events.next_if(|event| event.occurred_at <= as_of) {
+                walk.step(event);
+            }
+            scores[index] = score_at(&walk.evidence, as_of, params);
         }
-        score_of(positive, negative)
+        scores
     }
 
     /// The whole trust standing at `as_of`.
@@ -453,30 +468,51 @@ impl<'a> SortedHistory<'a> {
     }
 }
 
-/// The evidence of `events` (in business-time order).
-fn walk<'p>(events: &[HistoryEvent<'_>], params: &'p TrustParams) -> Walk<'p> {
-    let mut walk = Walk {
-        params,
-        evidence: Vec::new(),
-        promises: HashMap::new(),
-        failures: HashMap::new(),
-        failure_times: Vec::new(),
-        complaints: HashMap::new(),
-        last_interaction_angry: false,
-    };
-    for event in events {
+impl<'p, 'e> Walk<'p, 'e> {
+    fn new(params: &'p TrustParams) -> Self {
+        Walk {
+            params,
+            evidence: Vec::new(),
+            promises: HashMap::default(),
+            failures: HashMap::default(),
+            failure_times: Vec::new(),
+            complaints: HashMap::default(),
+            last_interaction_angry: false,
+        }
+    }
+
+    /// Walks one more event (the next in business-time order).
+    fn step(&mut self, event: &HistoryEvent<'e>) {
         let key = HistoryEventKey {
             event_id: event.event_id,
             event_type: event.event.event_type(),
             occurred_at: event.occurred_at,
         };
-        walk.apply(key, event.event);
+        self.apply(key, event.event);
+    }
+}
+
+/// The evidence of `events` (in business-time order).
+fn walk<'p, 'e>(events: &[HistoryEvent<'e>], params: &'p TrustParams) -> Walk<'p, 'e> {
+    let mut walk = Walk::new(params);
+    for event in events {
+        walk.step(event);
     }
     walk
 }
 
+/// The score at `as_of` of evidence gathered up to it.
+fn score_at(evidence: &[(HistoryEventKey, f64, f64)], as_of: Timestamp, params: &TrustParams) -> u8 {
+    let (mut positive, mut negative) = (0.0, 0.0);
+    for (key, r, s) in evidence {
+        positive += r * decay(key.occurred_at, as_of, params.positive_half_life);
+        negative += s * decay(key.occurred_at, as_of, params.negative_half_life);
+    }
+    score_of(positive, negative)
+}
+
 /// The trust standing at `as_of` of a walk's evidence.
-fn standing(walk: Walk<'_>, as_of: Timestamp, params: &TrustParams) -> TrustStanding {
+fn standing(walk: Walk<'_, '_>, as_of: Timestamp, params: &TrustParams) -> TrustStanding {
     let mut positive = 0.0;
     let mut negative = 0.0;
     let mut contributors: Vec<TrustContribution> = walk

@@ -188,14 +188,20 @@ proptest! {
         live.sort_by_key(|&index| (index as u64).wrapping_mul(seed | 1).rotate_left(17));
         let sorted = SortedHistory::new(recorded.in_order(&live));
         let params = TrustParams::default();
+        let mut instants = Vec::new();
+        let mut expected_scores = Vec::new();
         for day in days {
             // Whole days and a millisecond before one: an event's own instant counts.
             for as_of in [at(T0 + day * DAY), at(T0 + day * DAY - 1)] {
                 let expected = trust(recorded.in_order(&live), as_of, &params);
                 prop_assert_eq!(sorted.score(as_of, &params), expected.score);
                 prop_assert_eq!(&sorted.trust(as_of, &params), &expected);
+                instants.push(as_of);
+                expected_scores.push(expected.score);
             }
         }
+        // Every instant at once, from one walk, in the order asked (not sorted).
+        prop_assert_eq!(sorted.scores(&instants, &params), expected_scores);
     }
 
     /// Scores stay in 0–100, uncertainty in (0, 1], loyalty within its bounds and its cap.
