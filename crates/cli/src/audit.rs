@@ -107,8 +107,13 @@ pub(crate) fn parse_instant(text: &str) -> Result<Timestamp, String> {
 
 /// RFC 3339 to the second, UTC.
 pub(crate) fn instant(at: Timestamp) -> String {
+    rfc3339(at).to_string()
+}
+
+/// An instant shown as RFC 3339 to the second, UTC (what [`instant`] and the JSON report write).
+fn rfc3339(at: Timestamp) -> humantime::Rfc3339Timestamp {
     let since = Duration::from_millis(u64::try_from(at.unix_millis()).unwrap_or(0));
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + since).to_string()
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + since)
 }
 
 /// A span in its largest sensible unit: `45min`, `6.0h`, `2.5d`.
@@ -252,7 +257,7 @@ fn row(story: &PromiseStory) -> [String; 25] {
 }
 
 fn hours(span: Span) -> String {
-    format!("{:.2}", span.millis() as f64 / 3_600_000.0)
+    format!("{:.2}", hours_after(span))
 }
 
 /// An instant as JSON: RFC 3339 to the second, written straight into the output.
@@ -261,8 +266,7 @@ struct InstantJson(Timestamp);
 
 impl Serialize for InstantJson {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let since = Duration::from_millis(u64::try_from(self.0.unix_millis()).unwrap_or(0));
-        serializer.collect_str(&humantime::format_rfc3339_seconds(UNIX_EPOCH + since))
+        serializer.collect_str(&rfc3339(self.0))
     }
 }
 
@@ -276,6 +280,7 @@ impl<T: std::fmt::Display> Serialize for TextJson<T> {
     }
 }
 
+/// A span in hours (fractional).
 fn hours_after(span: Span) -> f64 {
     span.millis() as f64 / 3_600_000.0
 }
@@ -715,6 +720,99 @@ mod tests {
             churned_at: None,
             lifecycle_now: Lifecycle::Active,
         }
+    }
+
+    /// A story with every part (a recorded break, a renegotiation, an apology, compensation, a
+    /// fix, a team, a churn) comes out with exactly these fields, in name order at every level
+    /// (the order the `serde_json::Value` maps of earlier versions wrote, which re-serialising
+    /// through a `Value` reproduces), with instants as RFC 3339 and hours as fractions.
+    #[test]
+    fn a_whole_story_comes_out_with_its_fields_in_name_order() {
+        use covenant_domain::audit::{Compensation, Fix, FollowUp, Renegotiation};
+        let at =
+            |hours: i64| Timestamp::from_unix_millis("at", 1_800_000_000_000 + hours * 3_600_000).unwrap();
+        let mut whole = story(3);
+        whole.team = Some(covenant_domain::ids::TeamId::new("support").unwrap());
+        whole.renegotiations = vec![Renegotiation {
+            at: at(2),
+            previous_due_at: at(24),
+            new_due_at: at(48),
+            customer_consented: false,
+        }];
+        whole.broke = Break::Recorded {
+            detection: BreakDetection::Deadline,
+            detected_at: at(49),
+            event_id: covenant_domain::EventId::new_v7(),
+            position: covenant_domain::Position { partition: 3, offset: 17 },
+        };
+        whole.apology = Some(FollowUp { at: at(50), after: Span::from_secs(5400) });
+        whole.compensation = Some(Compensation {
+            at: at(51),
+            after: Span::from_secs(7200),
+            kind: CompensationKind::Credit,
+            amount: covenant_domain::Money {
+                amount_minor: 500,
+                currency: covenant_domain::values::Currency::new("currency", "EUR").unwrap(),
+            },
+        });
+        whole.fix = Some(Fix {
+            promise_id: covenant_domain::ids::PromiseId::new("p-fix").unwrap(),
+            made_at: at(50),
+            due_at: at(60),
+            outcome: Some(Settlement::KeptOnTime),
+        });
+        whole.trust_before = Some(50);
+        whole.trust_after = Some(7);
+        whole.churned_at = Some(at(100));
+        let text = serde_json::to_string(&story_json(&whole)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, value.to_string(), "fields out of name order somewhere");
+        let fields: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            [
+                "apology",
+                "broken",
+                "churned_at",
+                "compensation",
+                "customer_id",
+                "days_late",
+                "description",
+                "due_at",
+                "first_due_at",
+                "fix",
+                "grace_seconds",
+                "kind",
+                "lifecycle_now",
+                "lost_afterwards",
+                "made_at",
+                "made_by",
+                "promise_id",
+                "recovered",
+                "renegotiations",
+                "team",
+                "trust_after",
+                "trust_before",
+                "trust_now",
+            ]
+        );
+        assert_eq!(value["apology"], serde_json::json!({ "at": instant(at(50)), "hours_after": 1.5 }));
+        assert_eq!(value["broken"]["how"], "deadline");
+        assert_eq!(
+            (value["broken"]["partition"].as_u64(), value["broken"]["offset"].as_u64()),
+            (Some(3), Some(17))
+        );
+        assert_eq!(value["compensation"]["currency"], "EUR");
+        assert_eq!(value["compensation"]["hours_after"], 2.0);
+        assert_eq!(value["fix"]["outcome"], "kept_on_time");
+        assert_eq!(value["renegotiations"][0]["new_due_at"], instant(at(48)));
+        assert_eq!(value["churned_at"], instant(at(100)));
+        assert_eq!((value["trust_before"].as_u64(), value["trust_after"].as_u64()), (Some(50), Some(7)));
+        // A silent break has only its `how`.
+        assert_eq!(
+            serde_json::to_value(story_json(&story(1))).unwrap()["broken"],
+            serde_json::json!({ "how": "silent" })
+        );
     }
 
     /// The stories rendered on several threads, in rounds, come out as on one: the same bytes,
