@@ -5,7 +5,9 @@
 //! standing (refused while standing runs) and the check passes again; `backup` is refused while
 //! the ledger holds the log, and a backup restored into a new data directory holds the same
 //! events (exported byte for byte) and verifies. A replay killed half way leaves the store it was
-//! replacing as it was, and the next replay starts afresh.
+//! replacing as it was, and the next replay starts afresh. `replay --projection all` (standing and
+//! the watchdog in one pass over the log) builds the very stores the two replays one at a time
+//! build.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -191,9 +193,10 @@ async fn verify_replay_backup_and_restore_look_after_a_live_data_directory() {
     assert_eq!(original.stdout, copy.stdout, "the restored log holds the same events");
 }
 
-/// Appends `customers` customers' journeys (registration, promise, kept, interaction) to the log
-/// in `dir`, from 32 tasks at once, without fsync.
-async fn fill_log(dir: &Path, customers: usize, from: usize) {
+/// Appends `customers` customers' journeys (registration, promise, kept, interaction; with
+/// `open_items` also a second promise and a complaint left open) to the log in `dir`, from 32
+/// tasks at once, without fsync.
+async fn fill_log(dir: &Path, customers: usize, from: usize, open_items: bool) {
     use covenant_domain::{CommandId, CustomerId, Timestamp, sample};
     use covenant_log::{AppendRequest, Durability, EventLog, LogConfig};
     let config = LogConfig::new(dir).with_partitions(PARTITIONS).with_durability(Durability::Buffered);
@@ -210,12 +213,16 @@ async fn fill_log(dir: &Path, customers: usize, from: usize) {
             tokio::spawn(async move {
                 for index in (from + task..from + customers).step_by(32) {
                     let customer = CustomerId::new(format!("cust-{index}")).unwrap();
-                    let commands = [
+                    let mut commands = vec![
                         sample::register("Pat").unwrap(),
                         sample::promise("p-1", due).unwrap(),
                         sample::keep("p-1").unwrap(),
                         sample::interaction("i-1", 120).unwrap(),
                     ];
+                    if open_items {
+                        commands.push(sample::promise("p-2", due).unwrap());
+                        commands.push(sample::complaint("c-1").unwrap());
+                    }
                     for (step, command) in commands.into_iter().enumerate() {
                         log.append(AppendRequest {
                             customer_id: customer.clone(),
@@ -241,13 +248,17 @@ async fn fill_log(dir: &Path, customers: usize, from: usize) {
 async fn a_replay_killed_half_way_leaves_the_old_store_and_the_next_replay_starts_afresh() {
     let dir = test_dir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
-    fill_log(&dir.path().join("log"), 2_000, 0).await;
+    fill_log(&dir.path().join("log"), 2_000, 0, false).await;
     let first = covenant(&["replay", "--data", &data, "--projection", "all"]);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(stderr(&first).contains("replay standing: 8000 events applied"), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("replay standing and watchdog: 8000 events applied"),
+        "{}",
+        stderr(&first)
+    );
 
     // More history, then a replay killed while it builds its new stores.
-    fill_log(&dir.path().join("log"), 10_000, 2_000).await;
+    fill_log(&dir.path().join("log"), 10_000, 2_000, false).await;
     let fresh = dir.path().join("standing.replay");
     let mut replay = Command::new(COVENANT)
         .args(["replay", "--data", &data, "--projection", "standing"])
@@ -283,4 +294,60 @@ async fn a_replay_killed_half_way_leaves_the_old_store_and_the_next_replay_start
     let verified = covenant(&["verify", "--data", &data]);
     assert!(verified.status.success(), "{}{}", stdout(&verified), stderr(&verified));
     assert!(stdout(&verified).contains("(48000 events)"), "{}", stdout(&verified));
+}
+
+/// Copies the directory tree at `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_replay_of_all_in_one_pass_builds_what_the_replays_one_at_a_time_build() {
+    use covenant_store::{META, Store};
+    let one_pass = test_dir().unwrap();
+    fill_log(&one_pass.path().join("log"), 1_500, 0, true).await;
+    let apart = test_dir().unwrap();
+    copy_tree(one_pass.path(), apart.path());
+    let (one_pass_data, apart_data) =
+        (one_pass.path().to_str().unwrap().to_owned(), apart.path().to_str().unwrap().to_owned());
+
+    let all = covenant(&["replay", "--data", &one_pass_data, "--projection", "all"]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert!(stderr(&all).contains("replay standing and watchdog: 9000 events applied"), "{}", stderr(&all));
+    for projection in ["standing", "watchdog"] {
+        let replayed = covenant(&["replay", "--data", &apart_data, "--projection", projection]);
+        assert!(replayed.status.success(), "{}", stderr(&replayed));
+        assert!(stderr(&replayed).contains(&format!("replay {projection}: 9000 events applied")));
+    }
+    assert!(
+        !one_pass.path().join("standing.replay").exists()
+            && !one_pass.path().join("watchdog.replay").exists()
+    );
+
+    let stores = [
+        ("standing", covenant_standing::store::FAMILIES.as_slice(), covenant_standing::store::PROMISES),
+        ("watchdog", covenant_watchdog::keys::FAMILIES, covenant_watchdog::keys::DEADLINES),
+    ];
+    for (name, families, filled) in stores {
+        let left = Store::open_read_only(&one_pass.path().join(name)).unwrap();
+        let right = Store::open_read_only(&apart.path().join(name)).unwrap();
+        // Each customer's second promise is open: the family cannot be empty on either side.
+        assert!(left.entries(filled).unwrap().count() >= 1_500, "{name}: {filled} is filled");
+        for family in families.iter().copied().chain([META]) {
+            assert_eq!(
+                left.first_difference(&right, family).unwrap(),
+                None,
+                "{name}: `{family}` differs between the one-pass replay and the replay of {name} alone"
+            );
+        }
+    }
 }

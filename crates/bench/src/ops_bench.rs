@@ -13,8 +13,8 @@
 //! - `covenant export --format jsonl` (to `/dev/null`) and `--format csv` (a file per type), each
 //!   on every core (the default) and with `--threads 1`, so the per-core rate is in the same table;
 //! - `covenant replay --projection standing` (issue 4's rebuild on this realistic mix of events;
-//!   its target is 50% of the raw scan) and `covenant replay --projection all` (standing, then
-//!   the watchdog's deadlines);
+//!   its target is 50% of the raw scan) and `covenant replay --projection all` (standing and
+//!   the watchdog's deadlines, in one pass over the log);
 //!
 //! and, with the ledger started again on that log, `EventLog.Subscribe` catch-up from offset 0
 //! of every partition over gRPC (every envelope received and counted).
@@ -231,7 +231,7 @@ pub(crate) fn run(args: &OpsArgs) -> Result<()> {
     let mut csv = Measurement::new("covenant export --format csv (a file per type)");
     let mut csv_one = Measurement::new("covenant export --format csv --threads 1");
     let mut replay_standing = Measurement::new("covenant replay --projection standing");
-    let mut replay_all = Measurement::new("covenant replay --projection all (standing, watchdog)");
+    let mut replay_all = Measurement::new("covenant replay --projection all (standing + watchdog, one pass)");
     let mut audit_peaks = Vec::new();
     let mut audit_one_peaks = Vec::new();
     let mut export_peaks = Vec::new();

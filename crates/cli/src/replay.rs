@@ -7,7 +7,8 @@
 //! core at once, as the live consumers run side by side) but in chunks of
 //! [`REBUILD_CHUNK`](covenant_standing::store::REBUILD_CHUNK) events and without RocksDB's WAL
 //! (a replay that stops half way is thrown away), then flushes it and swaps it in: the old store
-//! is never half-rebuilt. The service must be
+//! is never half-rebuilt. `--projection all` rebuilds standing and the watchdog in one pass over
+//! the log (each record read, checked and decoded once for both). The service must be
 //! stopped (its store's lock says when it is not). Progress: a bar with events/s and ETA on a
 //! terminal (indicatif), a plain line every two seconds otherwise.
 //!
@@ -24,14 +25,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use covenant_bus::EventSink;
+use covenant_domain::RecordedEvent;
 use covenant_domain::deadlines;
 use covenant_domain::deadlines::SlaPolicy;
 use covenant_log::LogReader;
 use covenant_log::codec::RecordView;
 use covenant_standing::StandingStore;
 use covenant_standing::store::{
-    AppliedEvent, COMPLAINTS, CUSTOMERS, PROMISES, RESOLUTIONS, SURVEYS, TIMELINE, first_timeline_difference,
-    reads_payload,
+    AppliedEvent, BatchApplier, COMPLAINTS, CUSTOMERS, PROMISES, RESOLUTIONS, SURVEYS, TIMELINE,
+    first_timeline_difference, reads_payload,
 };
 use covenant_store::Store;
 use covenant_watchdog::store::DeadlineStore;
@@ -188,15 +190,48 @@ fn replay_watchdog(
     replay_chunks(reader, until, covenant_log::available_cores(), &next_offset, &apply_chunk, progress)
 }
 
+/// Checks one stored record ([`RecordView::parse`]: its checksum and envelope) and applies its
+/// event to standing through `applier`: the event is copied into the timeline as stored (a
+/// record keeps the event without its personal data, as the public stream carries it), and it
+/// is decoded only when the projections read its payload ([`reads_payload`]: registrations,
+/// tier changes, promises, complaints, surveys). A record written before personal data was
+/// sealed (format 1) is decoded and redacted. Returns the event when it was decoded.
+fn apply_record(
+    applier: &mut BatchApplier<'_>,
+    position: covenant_domain::Position,
+    value: &[u8],
+) -> anyhow::Result<Option<RecordedEvent>> {
+    let record = RecordView::parse(position, value)?;
+    let envelope = &record.envelope;
+    let redacted_bytes;
+    let (encoded, event) = match record.public_event()? {
+        Some(encoded) => {
+            (encoded, if reads_payload(envelope.event_index) { Some(record.decode()?) } else { None })
+        }
+        None => {
+            let mut event = record.decode()?;
+            redact(&mut event);
+            redacted_bytes = postcard::to_allocvec(&event)?;
+            (&redacted_bytes[..], Some(event))
+        }
+    };
+    applier.apply(AppliedEvent {
+        customer_id: envelope.customer_id,
+        stream_version: envelope.stream_version,
+        position,
+        event_id: envelope.event_id,
+        event_index: envelope.event_index,
+        occurred_at: envelope.metadata.occurred_at,
+        encoded,
+        event: event.as_ref(),
+    })?;
+    Ok(event)
+}
+
 /// Applies the log's events to standing's projections (see [`replay_chunks`]) from the store's
-/// own next offsets, on `threads` threads, straight from the stored records: each record's
-/// checksum and envelope are checked ([`RecordView::parse`]), its event is copied into the
-/// timeline as stored (a record keeps the event without its personal data, as the public stream
-/// carries it), and only the events whose payload the projections read ([`reads_payload`]:
-/// registrations, tier changes, promises, complaints, surveys) are decoded. Records written
-/// before personal data was sealed (format 1) are decoded and redacted. Each chunk is one
-/// [`covenant_standing::store::BatchApplier`] write with its checkpoint. Returns how many events
-/// it applied.
+/// own next offsets, on `threads` threads, straight from the stored records ([`apply_record`]).
+/// Each chunk is one [`BatchApplier`] write with its checkpoint. Returns how many events it
+/// applied.
 pub fn replay_standing(
     reader: &LogReader,
     store: &StandingStore,
@@ -208,33 +243,60 @@ pub fn replay_standing(
     let apply_chunk = |partition, from, max| -> anyhow::Result<u64> {
         let mut applier = store.applier(partition);
         let visited = reader.scan_raw(partition, from, max, |position, value| -> anyhow::Result<()> {
-            let record = RecordView::parse(position, value)?;
-            let envelope = &record.envelope;
-            let redacted_bytes;
-            let (encoded, event) = match record.public_event()? {
-                Some(encoded) => {
-                    (encoded, if reads_payload(envelope.event_index) { Some(record.decode()?) } else { None })
-                }
-                None => {
-                    let mut event = record.decode()?;
-                    redact(&mut event);
-                    redacted_bytes = postcard::to_allocvec(&event)?;
-                    (&redacted_bytes[..], Some(event))
-                }
-            };
-            applier.apply(AppliedEvent {
-                customer_id: envelope.customer_id,
-                stream_version: envelope.stream_version,
-                position,
-                event_id: envelope.event_id,
-                event_index: envelope.event_index,
-                occurred_at: envelope.metadata.occurred_at,
-                encoded,
-                event: event.as_ref(),
-            })?;
-            Ok(())
+            apply_record(&mut applier, position, value).map(drop)
         })?;
         applier.commit().with_context(|| format!("apply partition {partition}"))?;
+        Ok(visited as u64)
+    };
+    replay_chunks(reader, until, threads, &next_offset, &apply_chunk, progress)
+}
+
+/// Applies the log's events to standing's projections **and** the watchdog's deadlines in one
+/// pass (see [`replay_chunks`]), on `threads` threads: each record is read, checked and (when
+/// either reads its payload) decoded once. Standing applies it as [`replay_standing`] does; the
+/// deadline rules read a subset of what standing decodes ([`deadlines::reads_payload`] implies
+/// [`reads_payload`]), so the chunk's decoded events that the deadlines read go to
+/// [`DeadlineStore::apply_range`] after standing's write. Both stores must have applied each
+/// partition equally far (two fresh stores have). Returns how many events were applied (each
+/// to both).
+pub(crate) fn replay_standing_and_watchdog(
+    reader: &LogReader,
+    standing: &StandingStore,
+    watchdog: &DeadlineStore,
+    until: &[u64],
+    threads: usize,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> anyhow::Result<u64> {
+    let next_offset = |partition| -> anyhow::Result<u64> {
+        let standing_next = standing.next_offset(partition).map_err(|error| anyhow::anyhow!("{error}"))?;
+        let watchdog_next = watchdog.checkpoint(partition)?;
+        if standing_next != watchdog_next {
+            bail!(
+                "partition {partition}: standing has applied up to offset {standing_next}, the watchdog up \
+                 to {watchdog_next}; replay them one at a time"
+            );
+        }
+        Ok(standing_next)
+    };
+    let apply_chunk = |partition, from, max| -> anyhow::Result<u64> {
+        let mut applier = standing.applier(partition);
+        let mut deadline_events = Vec::new();
+        let visited = reader.scan_raw(partition, from, max, |position, value| -> anyhow::Result<()> {
+            if let Some(mut event) = apply_record(&mut applier, position, value)?
+                && deadlines::reads_payload(u32::try_from(event.event.catalogue_index()).unwrap_or(u32::MAX))
+            {
+                // As `replay_watchdog` gives it (a sealed record's event has nothing to redact).
+                redact(&mut event);
+                deadline_events.push(event);
+            }
+            Ok(())
+        })?;
+        applier.commit().with_context(|| format!("apply partition {partition} to standing"))?;
+        if visited > 0 {
+            watchdog
+                .apply_range(partition, from, from + visited as u64, &deadline_events)
+                .with_context(|| format!("apply partition {partition} to the watchdog"))?;
+        }
         Ok(visited as u64)
     };
     replay_chunks(reader, until, threads, &next_offset, &apply_chunk, progress)
@@ -277,54 +339,106 @@ fn ensure_stopped(
     })
 }
 
-/// Rebuilds one projection into `<dir>.replay`, then swaps it in for `dir`.
-fn rebuild(reader: &LogReader, data: &Path, name: &'static str, until: &[u64]) -> anyhow::Result<()> {
-    let dir = data.join(name);
-    let fresh = data.join(format!("{name}.replay"));
-    let partitions = reader.partition_count();
-    let policy = SlaPolicy::default();
-    match name {
-        "standing" => ensure_stopped(&dir, name, || {
-            StandingStore::open(&dir, partitions, policy.clone()).map(drop).map_err(anyhow::Error::from)
-        })?,
-        _ => ensure_stopped(&dir, name, || {
-            DeadlineStore::open(&dir, partitions, policy.clone()).map(drop).map_err(anyhow::Error::from)
-        })?,
-    }
-    if fresh.exists() {
-        std::fs::remove_dir_all(&fresh).with_context(|| format!("remove an old {}", fresh.display()))?;
-    }
-    let total: u64 = until.iter().sum();
-    let mut progress = Progress::new(name, total);
-    let mut report = |applied| progress.set(applied);
-    let applied = match name {
-        "standing" => {
-            let store = StandingStore::open_for_rebuild(&fresh, partitions, policy.clone())?;
-            let applied =
-                replay_standing(reader, &store, until, covenant_log::available_cores(), &mut report)?;
-            store.finish_rebuild()?;
-            applied
+/// A projection being rebuilt into `<dir>.replay` beside the one in use in `dir`.
+struct Rebuilt {
+    name: &'static str,
+    dir: PathBuf,
+    fresh: PathBuf,
+}
+
+impl Rebuilt {
+    /// Checks that the service owning `data/<name>` is stopped and clears what an earlier
+    /// replay of it left half-built.
+    fn prepare(data: &Path, name: &'static str, partitions: u16) -> anyhow::Result<Self> {
+        let dir = data.join(name);
+        let fresh = data.join(format!("{name}.replay"));
+        let policy = SlaPolicy::default();
+        match name {
+            "standing" => ensure_stopped(&dir, name, || {
+                StandingStore::open(&dir, partitions, policy).map(drop).map_err(anyhow::Error::from)
+            })?,
+            _ => ensure_stopped(&dir, name, || {
+                DeadlineStore::open(&dir, partitions, policy).map(drop).map_err(anyhow::Error::from)
+            })?,
         }
-        _ => {
-            let store = DeadlineStore::open_for_rebuild(&fresh, partitions, policy)?;
-            let applied = replay_watchdog(reader, &store, until, &mut report)?;
-            store.finish_rebuild()?;
-            applied
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh).with_context(|| format!("remove an old {}", fresh.display()))?;
         }
-    };
-    progress.finish(applied);
-    let before = data.join(format!("{name}.before-replay"));
-    if dir.exists() {
+        Ok(Self { name, dir, fresh })
+    }
+
+    /// Puts the finished rebuild in place of the old store (which is removed).
+    fn swap_in(self) -> anyhow::Result<()> {
+        let Self { name, dir, fresh } = self;
+        let before = dir.with_file_name(format!("{name}.before-replay"));
+        if dir.exists() {
+            if before.exists() {
+                std::fs::remove_dir_all(&before)?;
+            }
+            std::fs::rename(&dir, &before).with_context(|| format!("move {} aside", dir.display()))?;
+        }
+        std::fs::rename(&fresh, &dir).with_context(|| format!("move the rebuilt {name} into place"))?;
         if before.exists() {
             std::fs::remove_dir_all(&before)?;
         }
-        std::fs::rename(&dir, &before).with_context(|| format!("move {} aside", dir.display()))?;
+        Ok(())
     }
-    std::fs::rename(&fresh, &dir).with_context(|| format!("move the rebuilt {name} into place"))?;
-    if before.exists() {
-        std::fs::remove_dir_all(&before)?;
+}
+
+/// Rebuilds `projection` from the log up to `until`, each store into `<dir>.replay`, then swaps
+/// the rebuilt stores in. `all` rebuilds standing and the watchdog in one pass over the log.
+fn rebuild(reader: &LogReader, data: &Path, projection: Projection, until: &[u64]) -> anyhow::Result<()> {
+    let partitions = reader.partition_count();
+    let policy = SlaPolicy::default();
+    let threads = covenant_log::available_cores();
+    let total: u64 = until.iter().sum();
+    match projection {
+        Projection::Standing => {
+            let rebuilt = Rebuilt::prepare(data, "standing", partitions)?;
+            let mut progress = Progress::new("standing", total);
+            let store = StandingStore::open_for_rebuild(&rebuilt.fresh, partitions, policy)?;
+            let applied =
+                replay_standing(reader, &store, until, threads, &mut |applied| progress.set(applied))?;
+            store.finish_rebuild()?;
+            drop(store);
+            progress.finish(applied);
+            rebuilt.swap_in()
+        }
+        Projection::Watchdog => {
+            let rebuilt = Rebuilt::prepare(data, "watchdog", partitions)?;
+            let mut progress = Progress::new("watchdog", total);
+            let store = DeadlineStore::open_for_rebuild(&rebuilt.fresh, partitions, policy)?;
+            let applied = replay_watchdog(reader, &store, until, &mut |applied| progress.set(applied))?;
+            store.finish_rebuild()?;
+            drop(store);
+            progress.finish(applied);
+            rebuilt.swap_in()
+        }
+        Projection::All => {
+            let standing = Rebuilt::prepare(data, "standing", partitions)?;
+            let watchdog = Rebuilt::prepare(data, "watchdog", partitions)?;
+            let mut progress = Progress::new("standing and watchdog", total);
+            let standing_store =
+                StandingStore::open_for_rebuild(&standing.fresh, partitions, policy.clone())?;
+            let watchdog_store = DeadlineStore::open_for_rebuild(&watchdog.fresh, partitions, policy)?;
+            let applied = replay_standing_and_watchdog(
+                reader,
+                &standing_store,
+                &watchdog_store,
+                until,
+                threads,
+                &mut |applied| progress.set(applied),
+            )?;
+            standing_store.finish_rebuild()?;
+            watchdog_store.finish_rebuild()?;
+            drop((standing_store, watchdog_store));
+            progress.finish(applied);
+            // Standing first, as the replays one at a time did: a failure between the two swaps
+            // leaves a rebuilt standing beside the old watchdog, each store whole.
+            standing.swap_in()?;
+            watchdog.swap_in()
+        }
     }
-    Ok(())
 }
 
 /// Runs `covenant replay`.
@@ -332,14 +446,7 @@ pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || {
         let reader = open_reader(&args.data)?;
         let until = ends(&reader)?;
-        let names: &[&'static str] = match args.projection {
-            Projection::Standing => &["standing"],
-            Projection::Watchdog => &["watchdog"],
-            Projection::All => &["standing", "watchdog"],
-        };
-        for name in names {
-            rebuild(&reader, &args.data, name, &until)?;
-        }
+        rebuild(&reader, &args.data, args.projection, &until)?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
     .await

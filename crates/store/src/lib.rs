@@ -167,6 +167,15 @@ impl Store {
         &self.path
     }
 
+    /// How many deletes (tombstones) `family`'s active memtable holds: what a batch wrote of
+    /// them before a flush (RocksDB's `num-deletes-active-mem-table`).
+    pub fn deletes_in_memtable(&self, family: &str) -> Result<u64> {
+        Ok(self
+            .db
+            .property_int_value_cf(self.family(family)?, "rocksdb.num-deletes-active-mem-table")?
+            .unwrap_or(0))
+    }
+
     fn family(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
         self.db.cf_handle(name).ok_or_else(|| StoreError::NoColumnFamily(name.to_owned()))
     }
