@@ -326,7 +326,8 @@ async fn a_replay_of_all_in_one_pass_builds_what_the_replays_one_at_a_time_build
     for projection in ["standing", "watchdog"] {
         let replayed = covenant(&["replay", "--data", &apart_data, "--projection", projection]);
         assert!(replayed.status.success(), "{}", stderr(&replayed));
-        assert!(stderr(&replayed).contains(&format!("replay {projection}: 9000 events applied")));
+        let said = stderr(&replayed);
+        assert!(said.contains(&format!("replay {projection}: 9000 events applied")), "{said}");
     }
     assert!(
         !one_pass.path().join("standing.replay").exists()

@@ -239,42 +239,34 @@ pub fn replay_standing(
     threads: usize,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<u64> {
-    let next_offset = |partition| store.next_offset(partition).map_err(|error| anyhow::anyhow!("{error}"));
-    let apply_chunk = |partition, from, max| -> anyhow::Result<u64> {
-        let mut applier = store.applier(partition);
-        let visited = reader.scan_raw(partition, from, max, |position, value| -> anyhow::Result<()> {
-            apply_record(&mut applier, position, value).map(drop)
-        })?;
-        applier.commit().with_context(|| format!("apply partition {partition}"))?;
-        Ok(visited as u64)
-    };
-    replay_chunks(reader, until, threads, &next_offset, &apply_chunk, progress)
+    replay_projections(reader, store, None, until, threads, progress)
 }
 
-/// Applies the log's events to standing's projections **and** the watchdog's deadlines in one
-/// pass (see [`replay_chunks`]), on `threads` threads: each record is read, checked and (when
-/// either reads its payload) decoded once. Standing applies it as [`replay_standing`] does; the
-/// deadline rules read a subset of what standing decodes ([`deadlines::reads_payload`] implies
+/// [`replay_standing`], and with `watchdog` the watchdog's deadlines too, in the same pass: each
+/// record is read, checked and (when either reads its payload) decoded once. The deadline rules
+/// read a subset of what standing decodes ([`deadlines::reads_payload`] implies
 /// [`reads_payload`]), so the chunk's decoded events that the deadlines read go to
 /// [`DeadlineStore::apply_range`] after standing's write. Both stores must have applied each
 /// partition equally far (two fresh stores have). Returns how many events were applied (each
-/// to both).
-pub(crate) fn replay_standing_and_watchdog(
+/// to every store given).
+fn replay_projections(
     reader: &LogReader,
     standing: &StandingStore,
-    watchdog: &DeadlineStore,
+    watchdog: Option<&DeadlineStore>,
     until: &[u64],
     threads: usize,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> anyhow::Result<u64> {
     let next_offset = |partition| -> anyhow::Result<u64> {
         let standing_next = standing.next_offset(partition).map_err(|error| anyhow::anyhow!("{error}"))?;
-        let watchdog_next = watchdog.checkpoint(partition)?;
-        if standing_next != watchdog_next {
-            bail!(
-                "partition {partition}: standing has applied up to offset {standing_next}, the watchdog up \
-                 to {watchdog_next}; replay them one at a time"
-            );
+        if let Some(watchdog) = watchdog {
+            let watchdog_next = watchdog.checkpoint(partition)?;
+            if standing_next != watchdog_next {
+                bail!(
+                    "partition {partition}: standing has applied up to offset {standing_next}, the watchdog \
+                     up to {watchdog_next}; replay them one at a time"
+                );
+            }
         }
         Ok(standing_next)
     };
@@ -283,6 +275,7 @@ pub(crate) fn replay_standing_and_watchdog(
         let mut deadline_events = Vec::new();
         let visited = reader.scan_raw(partition, from, max, |position, value| -> anyhow::Result<()> {
             if let Some(mut event) = apply_record(&mut applier, position, value)?
+                && watchdog.is_some()
                 && deadlines::reads_payload(u32::try_from(event.event.catalogue_index()).unwrap_or(u32::MAX))
             {
                 // As `replay_watchdog` gives it (a sealed record's event has nothing to redact).
@@ -292,7 +285,9 @@ pub(crate) fn replay_standing_and_watchdog(
             Ok(())
         })?;
         applier.commit().with_context(|| format!("apply partition {partition} to standing"))?;
-        if visited > 0 {
+        if let Some(watchdog) = watchdog
+            && visited > 0
+        {
             watchdog
                 .apply_range(partition, from, from + visited as u64, &deadline_events)
                 .with_context(|| format!("apply partition {partition} to the watchdog"))?;
@@ -421,10 +416,10 @@ fn rebuild(reader: &LogReader, data: &Path, projection: Projection, until: &[u64
             let standing_store =
                 StandingStore::open_for_rebuild(&standing.fresh, partitions, policy.clone())?;
             let watchdog_store = DeadlineStore::open_for_rebuild(&watchdog.fresh, partitions, policy)?;
-            let applied = replay_standing_and_watchdog(
+            let applied = replay_projections(
                 reader,
                 &standing_store,
-                &watchdog_store,
+                Some(&watchdog_store),
                 until,
                 threads,
                 &mut |applied| progress.set(applied),
