@@ -242,6 +242,21 @@ async fn bad_input_gets_its_exact_status_naming_the_field() {
         })
         .unwrap_or_else(|| panic!("no register_customer InvalidArgument counter in:\n{metrics}"));
     assert!(line.ends_with(" 4"), "four bad registrations were sent: {line}");
+
+    // The log's write path is measured too: bob's registration went through a group commit and
+    // a WAL fsync (the ledger runs in `fsync` mode).
+    for histogram in [
+        "covenant_log_group_commit_commands",
+        "covenant_log_group_commit_seconds",
+        "covenant_log_fsync_seconds",
+        "covenant_log_fsync_commands",
+    ] {
+        let count = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{histogram}_count ")))
+            .unwrap_or_else(|| panic!("no {histogram}_count in:\n{metrics}"));
+        assert!(count.trim().parse::<f64>().unwrap() >= 1.0, "{histogram}_count {count}");
+    }
 }
 
 /// Appends `count` interactions for 16 customers (registering them first) through `AppendBatch`;

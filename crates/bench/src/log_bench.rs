@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use covenant_log::{DEFAULT_PARTITIONS, Durability, EventLog, LogConfig, SystemClock};
+use covenant_log::{DEFAULT_PARTITIONS, Durability, EventLog, LogConfig, SystemClock, WriteStats};
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
 
@@ -129,6 +129,9 @@ pub(crate) fn run(args: &LogArgs) -> Result<()> {
         .with_context(|| format!("create a temporary directory under {}", bench_dir.path.display()))?;
     let workload = Arc::new(Workload::sized(args.event_bytes)?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio")?;
+    // The raw baselines write what the log really stores for one such event: its record with
+    // the personal fields sealed apart, which is larger than the event encoded in clear.
+    let stored_record = runtime.block_on(stored_record(&root.path().join("sample"), &workload))?;
     let partitions = DEFAULT_PARTITIONS;
     let max_time = Duration::from_secs_f64(args.max_run_secs);
     let setup = AppendSetup {
@@ -157,6 +160,8 @@ pub(crate) fn run(args: &LogArgs) -> Result<()> {
         write_shapes.iter().map(|shape| Measurement::new(shape.label())).collect();
     let mut appends: Vec<Measurement> =
         append_shapes.iter().map(|shape| Measurement::new(shape.label())).collect();
+    // The log's own counters over each append measurement's timed runs, summed.
+    let mut append_stats = vec![WriteStats::default(); append_shapes.len()];
 
     // Runs are interleaved (all measurements of run 1, then of run 2, …) so that a slow patch
     // of the disk or machine spreads over every measurement instead of skewing one.
@@ -166,7 +171,7 @@ pub(crate) fn run(args: &LogArgs) -> Result<()> {
                 continue;
             }
             let path = root.path().join(format!("raw-{run}-{index}"));
-            let result = raw::write_run(&path, partitions, &workload.record, args.events, *shape, max_time)?;
+            let result = raw::write_run(&path, partitions, &stored_record, args.events, *shape, max_time)?;
             remove_dir(&path)?;
             progress(run, args.runs, &measurement.name, &result);
             measurement.runs.push(result);
@@ -176,10 +181,11 @@ pub(crate) fn run(args: &LogArgs) -> Result<()> {
                 continue;
             }
             let path = root.path().join(format!("log-{run}-{index}"));
-            let result = runtime.block_on(append_run(&path, *shape, &setup))?;
+            let (result, write_stats) = runtime.block_on(append_run(&path, *shape, &setup))?;
             remove_dir(&path)?;
             progress(run, args.runs, &measurement.name, &result);
             measurement.runs.push(result);
+            append_stats[index] = append_stats[index].plus(&write_stats);
         }
     }
 
@@ -195,10 +201,11 @@ pub(crate) fn run(args: &LogArgs) -> Result<()> {
         args,
         bench_dir: &bench_dir,
         workload: &workload,
+        stored_record_len: stored_record.len(),
         partitions,
         elapsed: started.elapsed(),
     };
-    print!("{}", render(&context, &raw_writes, &appends, &reads));
+    print!("{}", render(&context, &raw_writes, &appends, &append_stats, &reads));
     Ok(())
 }
 
@@ -318,9 +325,83 @@ fn remove_dir(path: &Path) -> Result<()> {
     std::fs::remove_dir_all(path).with_context(|| format!("remove {}", path.display()))
 }
 
+/// The stored bytes of one workload interaction, as the log writes them: a customer is
+/// registered and one interaction appended to a fresh log at `path`, and the record is read back.
+async fn stored_record(path: &Path, workload: &Workload) -> Result<Vec<u8>> {
+    let log = EventLog::open(LogConfig::new(path).with_durability(Durability::Buffered))
+        .await
+        .with_context(|| format!("open the sample log at {}", path.display()))?;
+    log.append(workload.register(0, 0)?).await.context("register the sample customer")?;
+    let outcome =
+        log.append(workload.interaction(0, 1, 0)?).await.context("append the sample interaction")?;
+    let reader = log.reader();
+    let mut record = None;
+    reader.scan_raw::<covenant_log::LogError>(outcome.partition, outcome.first_offset, 1, |_, bytes| {
+        record = Some(bytes.to_vec());
+        Ok(())
+    })?;
+    drop(reader);
+    log.close().await.context("close the sample log")?;
+    remove_dir(path)?;
+    record.context("the sample interaction's record should be readable")
+}
+
+/// Where the append time went, by the log's own counters over all runs of each append row: how
+/// busy the writer was and how much of the wall time the sync stage spent in fsyncs.
+fn render_write_stats(appends: &[Measurement], append_stats: &[WriteStats]) -> String {
+    let mut table = Table::new([
+        "Log figure",
+        "Commands per group commit",
+        "Writer µs per command",
+        "Writer busy",
+        "Fsyncs/s",
+        "Commands per fsync",
+        "Mean fsync µs",
+        "Sync stage in fsync",
+    ]);
+    let mut rows = 0;
+    for (measurement, stats) in appends.iter().zip(append_stats) {
+        let wall: Duration = measurement.runs.iter().map(|run| run.elapsed).sum();
+        if stats.group_commits == 0 || wall.is_zero() {
+            continue;
+        }
+        let share = |busy: Duration| format!("{:.0}%", 100.0 * busy.as_secs_f64() / wall.as_secs_f64());
+        let (fsyncs_per_second, per_fsync, mean_fsync, in_fsync) = if stats.fsyncs == 0 {
+            ("—".to_string(), "—".to_string(), "—".to_string(), "—".to_string())
+        } else {
+            (
+                thousands(stats.fsyncs as f64 / wall.as_secs_f64()),
+                format!("{:.1}", stats.commands_per_fsync()),
+                thousands(stats.mean_fsync().as_secs_f64() * 1e6),
+                share(stats.fsync_time),
+            )
+        };
+        table.row([
+            measurement.name.clone(),
+            format!("{:.1}", stats.commands as f64 / stats.group_commits as f64),
+            format!("{:.1}", stats.writer_time_per_command().as_secs_f64() * 1e6),
+            share(stats.writer_busy),
+            fsyncs_per_second,
+            per_fsync,
+            mean_fsync,
+            in_fsync,
+        ]);
+        rows += 1;
+    }
+    if rows == 0 {
+        return String::new();
+    }
+    format!(
+        "Where the append time went (the log's counters, `EventLog::write_stats`, over every run of the row; \
+         \"busy\" is a share of the runs' wall time, the writer's being one thread's):\n\n{}\n",
+        table.render()
+    )
+}
+
 /// One timed append run on a fresh log at `path`: registers every producer's customers, then
 /// lets `shape.producers` tasks append their share of `setup.events` interactions at once.
-async fn append_run(path: &Path, shape: AppendShape, setup: &AppendSetup) -> Result<Run> {
+/// Returns the run and the log's write counters over its timed part.
+async fn append_run(path: &Path, shape: AppendShape, setup: &AppendSetup) -> Result<(Run, WriteStats)> {
     let mut config = LogConfig::new(path).with_durability(shape.durability);
     config.writers = setup.writers;
     let log = EventLog::open(config).await.with_context(|| format!("open the log at {}", path.display()))?;
@@ -374,6 +455,7 @@ async fn append_run(path: &Path, shape: AppendShape, setup: &AppendSetup) -> Res
             anyhow::Ok((appended, histogram))
         }));
     }
+    let before = log.write_stats();
     barrier.wait().await;
     let start = Instant::now();
     let mut events = 0;
@@ -384,8 +466,9 @@ async fn append_run(path: &Path, shape: AppendShape, setup: &AppendSetup) -> Res
         histogram.add(&latencies).map_err(|error| anyhow!("merge latencies: {error}"))?;
     }
     let elapsed = start.elapsed();
+    let write_stats = log.write_stats().since(&before);
     log.close().await.context("close the log")?;
-    Ok(Run::with_latencies(events, elapsed, &histogram))
+    Ok((Run::with_latencies(events, elapsed, &histogram), write_stats))
 }
 
 /// How much of each record a log scan decodes.
@@ -532,6 +615,8 @@ struct ReportContext<'a> {
     args: &'a LogArgs,
     bench_dir: &'a disk::BenchDir,
     workload: &'a Workload,
+    /// Bytes of the record the log stores for one workload event (personal fields sealed).
+    stored_record_len: usize,
     partitions: u16,
     elapsed: Duration,
 }
@@ -548,6 +633,7 @@ fn render(
     context: &ReportContext<'_>,
     raw_writes: &[Measurement],
     appends: &[Measurement],
+    append_stats: &[WriteStats],
     reads: &Reads,
 ) -> String {
     let Reads { records, log_scan, owned_scan, view_scan, raw_scan, hash_scan, rebuild, rebuild_one } = reads;
@@ -565,13 +651,15 @@ fn render(
     out.push_str("## Event log — `covenant-bench log`\n\n");
     out.push_str(&format!("- Disk: {}\n", context.bench_dir.describe()));
     out.push_str(&format!(
-        "- Workload: `sample::interaction` events of {} bytes encoded (summary of {} bytes); stored records of {} bytes. \
-         Raw baselines put {}-byte values under the log's keys `[u16 partition][u64 offset]` (big-endian) \
-         into an `events` column family with the log's options.\n",
+        "- Workload: `sample::interaction` events of {} bytes encoded (summary of {} bytes); the log stores each as \
+         a record of {} bytes (the summary sealed with the customer's key; {} bytes in clear). \
+         Raw baselines put {}-byte values (a record read back from a real log) under the log's keys \
+         `[u16 partition][u64 offset]` (big-endian) into an `events` column family with the log's options.\n",
         context.workload.event_bytes,
         context.workload.summary_len,
+        context.stored_record_len,
         context.workload.record.len(),
-        context.workload.record.len(),
+        context.stored_record_len,
     ));
     out.push_str(&format!(
         "- {} partitions; {} producers × {} customers each (registered before timing); up to {} events per run, \
@@ -627,10 +715,12 @@ fn render(
     }
     out.push_str(&table.render());
     out.push_str(
-        "\nPer event, the log writes the record, a stream-index entry and a command outcome (plus one stream \
-         head per customer per group commit), after deciding the command and hash-chaining the record; the raw \
-         baseline writes the record bytes only. Batch 64 is the group-commit size comparable to 64 producers.\n\n",
+        "\nPer event, the log writes the record, a stream-index entry and a command outcome (plus the customer's \
+         stream head every few events), after deciding the command, sealing its personal fields and hash-chaining \
+         the record; the raw baseline writes the record bytes only. Batch 64 is the group-commit size comparable \
+         to 64 producers.\n\n",
     );
+    out.push_str(&render_write_stats(appends, append_stats));
 
     out.push_str("### Reads\n\n");
     let mut table = Table::new([

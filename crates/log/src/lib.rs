@@ -27,6 +27,7 @@ mod keys;
 mod recent;
 pub mod sealing;
 mod shared;
+mod stats;
 mod store;
 mod writer;
 
@@ -48,6 +49,7 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 pub use error::{LogError, Result};
+pub use stats::WriteStats;
 pub use store::{PartitionVerification, PersonalDataState, StreamProblem};
 
 use crate::codec::StoredOutcome;
@@ -147,6 +149,8 @@ struct Inner {
     replication: OnceLock<Arc<dyn ReplicationWaiter>>,
     /// Dropped by `close` (or with the log) to stop the retention thread.
     retention_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// What the writers and sync stages did.
+    write_counters: Arc<stats::WriteCounters>,
 }
 
 /// The async handle to an open event log. Cheap to clone.
@@ -196,6 +200,7 @@ impl EventLog {
             recent.push(records);
         }
         let store = Arc::new(SharedStore::new(store, Some(config.clone())));
+        let write_counters = Arc::new(stats::WriteCounters::default());
         let mut queues = Vec::with_capacity(writer_count);
         let mut writers = Vec::with_capacity(writer_count + 1);
         for (index, partitions_of_writer) in owned.into_iter().enumerate() {
@@ -210,10 +215,11 @@ impl EventLog {
             } else {
                 let (syncer, pending) = std::sync::mpsc::channel();
                 let store = Arc::clone(&store);
+                let counters = Arc::clone(&write_counters);
                 syncer_thread = Some(
                     std::thread::Builder::new()
                         .name(format!("log-syncer-{index}"))
-                        .spawn(move || writer::run_syncer(store, pending))
+                        .spawn(move || writer::run_syncer(store, pending, &counters))
                         .map_err(|source| LogError::Io {
                             action: "start syncer thread for",
                             path: config.path.display().to_string(),
@@ -237,6 +243,7 @@ impl EventLog {
                 syncer,
                 data_keys: Default::default(),
                 shred_pending: false,
+                counters: Arc::clone(&write_counters),
             };
             let handle = std::thread::Builder::new()
                 .name(writer.name.clone())
@@ -283,6 +290,7 @@ impl EventLog {
                 durability: config.durability,
                 replication: OnceLock::new(),
                 retention_stop: Mutex::new(retention_stop),
+                write_counters,
             }),
         })
     }
@@ -317,6 +325,12 @@ impl EventLog {
     }
 
     /// The durability mode appends are acknowledged with.
+    /// Totals of the write path so far: group commits, fsyncs and the time they took (see
+    /// `stats` for what they tell).
+    pub fn write_stats(&self) -> WriteStats {
+        self.inner.write_counters.snapshot()
+    }
+
     pub fn durability(&self) -> Durability {
         self.inner.durability
     }

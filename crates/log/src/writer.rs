@@ -22,6 +22,7 @@ use std::collections::HashMap;
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
+use std::time::Instant;
 
 use covenant_domain::personal::take_personal_data;
 use covenant_domain::{
@@ -37,6 +38,7 @@ use crate::keys::{self, CF_COMMANDS, CF_EVENTS, CF_KEYS, CF_STREAM_INDEX, CF_STR
 use crate::recent::RecentRecords;
 use crate::sealing::DataKey;
 use crate::shared::SharedStore;
+use crate::stats::WriteCounters;
 use crate::store::CurrentHead;
 use crate::store::{ChainHead, Store};
 use crate::{AppendOutcome, AppendRequest, Clock};
@@ -104,17 +106,23 @@ pub(crate) struct PendingSync {
 /// The sync stage of `fsync` durability: fsyncs the WAL once for every written batch queued
 /// since its last sync, then answers those batches' callers and publishes their offsets. The
 /// writer meanwhile decides and writes the next batch, so deciding overlaps the fsync.
-pub(crate) fn run_syncer(shared: Arc<SharedStore>, pending: std::sync::mpsc::Receiver<PendingSync>) {
+pub(crate) fn run_syncer(
+    shared: Arc<SharedStore>,
+    pending: std::sync::mpsc::Receiver<PendingSync>,
+    counters: &WriteCounters,
+) {
     let _span = tracing::info_span!("log_syncer").entered();
     while let Ok(first) = pending.recv() {
         let mut batches = vec![first];
         batches.extend(pending.try_iter());
         // The generation synced; the store is let go before anyone is answered.
         let synced_generation = shared.current().and_then(|store| {
+            let started = Instant::now();
             store
                 .db()
                 .flush_wal(true)
                 .map_err(|error| shared.failed("WAL fsync", &LogError::Storage(error)))?;
+            counters.fsync(batches.iter().map(|batch| batch.verdicts.len()).sum(), started.elapsed());
             Ok(store.generation())
         });
         if let Err(error) = &synced_generation {
@@ -168,6 +176,8 @@ pub(crate) struct Writer {
     pub(crate) data_keys: Map<CustomerId, DataKey>,
     /// An erasure's flush and compaction failed (disk trouble): redone after the next write.
     pub(crate) shred_pending: bool,
+    /// Where group commits are counted.
+    pub(crate) counters: Arc<WriteCounters>,
 }
 
 /// The working set of one group commit.
@@ -204,7 +214,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let started = Instant::now();
+            let commands = jobs.len();
             self.commit(&mut jobs);
+            self.counters.group_commit(commands, started.elapsed());
         }
         tracing::debug!("writer stopped");
     }

@@ -620,3 +620,42 @@ async fn on_partitions_runs_each_partition_once_and_stops_at_the_first_error() {
     assert_eq!(taken.into_inner(), 3, "no partition is taken after an error");
     log.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn write_stats_count_every_command_group_commit_and_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), 4).with_durability(covenant_log::Durability::Fsync);
+    let log = EventLog::open_with_clock(config, ManualClock::starting_at(T0)).await.unwrap();
+    assert_eq!(log.write_stats(), covenant_log::WriteStats::default());
+    let customers: [&'static str; 8] = ["ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal"];
+    let appends: Vec<_> = customers
+        .into_iter()
+        .map(|id| {
+            let log = log.clone();
+            tokio::spawn(async move { register(&log, id).await })
+        })
+        .collect();
+    for append in appends {
+        append.await.unwrap();
+    }
+    // A retry and a refusal are commands too: each is decided in a group commit and answered
+    // after an fsync.
+    register(&log, "ann").await;
+    let refused = log.append(request("nobody", "x1", sample::keep("p1").unwrap())).await;
+    assert!(refused.is_err());
+
+    let stats = log.write_stats();
+    let commands = customers.len() as u64 + 2;
+    assert_eq!(stats.commands, commands);
+    assert_eq!(stats.synced_commands, commands, "every command answered after an fsync: {stats:?}");
+    assert!((1..=commands).contains(&stats.group_commits), "{stats:?}");
+    assert!((1..=stats.group_commits).contains(&stats.fsyncs), "{stats:?}");
+    assert!(stats.fsync_time > std::time::Duration::ZERO && stats.writer_busy > std::time::Duration::ZERO);
+
+    // Buffered appends are counted without fsyncs.
+    let buffered_dir = tempfile::tempdir().unwrap();
+    let buffered = open(buffered_dir.path(), 4).await;
+    register(&buffered, "ann").await;
+    let stats = buffered.write_stats();
+    assert_eq!((stats.commands, stats.group_commits, stats.fsyncs), (1, 1, 0));
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -41,6 +41,11 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Histogram buckets of the log's group-commit and fsync durations (seconds).
+const LOG_SECONDS: &[f64] = &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0];
+/// Histogram buckets of commands per group commit or per fsync.
+const LOG_COMMANDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+
 /// Installs the process-wide Prometheus recorder and its HTTP listener (`/metrics`). A process
 /// has at most one; later calls (several services in one process) are no-ops.
 pub fn install_exporter(addr: SocketAddr) -> anyhow::Result<()> {
@@ -52,6 +57,12 @@ pub fn install_exporter(addr: SocketAddr) -> anyhow::Result<()> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets(&[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0])?
+        // The log's group commits and fsyncs take tens of microseconds to milliseconds.
+        .set_buckets_for_metric(Matcher::Full("covenant_log_group_commit_seconds".into()), LOG_SECONDS)?
+        .set_buckets_for_metric(Matcher::Full("covenant_log_fsync_seconds".into()), LOG_SECONDS)?
+        // Commands per group commit or per fsync.
+        .set_buckets_for_metric(Matcher::Full("covenant_log_group_commit_commands".into()), LOG_COMMANDS)?
+        .set_buckets_for_metric(Matcher::Full("covenant_log_fsync_commands".into()), LOG_COMMANDS)?
         .install()
         .with_context(|| format!("serve metrics on {addr}"))?;
     *installed = true;

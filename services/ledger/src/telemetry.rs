@@ -7,6 +7,8 @@
 //! | `covenant_append_seconds` | `service` | time from a command's arrival to its durable answer |
 //! | `covenant_relay_lag_events` | `partition` | records committed but not yet acknowledged by JetStream |
 //! | `covenant_nats_malformed_total` | `service`, `subject` | NATS messages that did not decode (skipped) |
+//! | `covenant_log_group_commit_commands`, `covenant_log_group_commit_seconds` | — | commands per group commit of the log's writer, and the writer's time for it (recorded by `covenant-log`) |
+//! | `covenant_log_fsync_seconds`, `covenant_log_fsync_commands` | — | each WAL fsync of the log's sync stage, and the commands it answered |
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
