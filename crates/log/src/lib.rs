@@ -324,13 +324,13 @@ impl EventLog {
         blocking(move || shared.writable().map(|_| ())).await
     }
 
-    /// The durability mode appends are acknowledged with.
     /// Totals of the write path so far: group commits, fsyncs and the time they took (see
     /// `stats` for what they tell).
     pub fn write_stats(&self) -> WriteStats {
         self.inner.write_counters.snapshot()
     }
 
+    /// The durability mode appends are acknowledged with.
     pub fn durability(&self) -> Durability {
         self.inner.durability
     }
