@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use covenant_log::{DEFAULT_PARTITIONS, Durability, EventLog, LogConfig, SystemClock, WriteStats};
+use covenant_log::{DEFAULT_PARTITIONS, Durability, EventLog, LogConfig, LogReader, SystemClock, WriteStats};
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
 
@@ -131,7 +131,7 @@ pub(crate) fn run(args: &LogArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio")?;
     // The raw baselines write what the log really stores for one such event: its record with
     // the personal fields sealed apart, which is larger than the event encoded in clear.
-    let stored_record = runtime.block_on(stored_record(&root.path().join("sample"), &workload))?;
+    let stored_record = stored_record(&runtime, &root.path().join("sample"), &workload)?;
     let partitions = DEFAULT_PARTITIONS;
     let max_time = Duration::from_secs_f64(args.max_run_secs);
     let setup = AppendSetup {
@@ -326,22 +326,26 @@ fn remove_dir(path: &Path) -> Result<()> {
 }
 
 /// The stored bytes of one workload interaction, as the log writes them: a customer is
-/// registered and one interaction appended to a fresh log at `path`, and the record is read back.
-async fn stored_record(path: &Path, workload: &Workload) -> Result<Vec<u8>> {
-    let log = EventLog::open(LogConfig::new(path).with_durability(Durability::Buffered))
-        .await
-        .with_context(|| format!("open the sample log at {}", path.display()))?;
-    log.append(workload.register(0, 0)?).await.context("register the sample customer")?;
-    let outcome =
-        log.append(workload.interaction(0, 1, 0)?).await.context("append the sample interaction")?;
-    let reader = log.reader();
+/// registered and one interaction appended to a fresh log at `path` (on `runtime`), and once the
+/// log is closed its record is read back on this thread (reads block; never on an async worker).
+fn stored_record(runtime: &Runtime, path: &Path, workload: &Workload) -> Result<Vec<u8>> {
+    let position = runtime.block_on(async {
+        let log = EventLog::open(LogConfig::new(path).with_durability(Durability::Buffered))
+            .await
+            .with_context(|| format!("open the sample log at {}", path.display()))?;
+        log.append(workload.register(0, 0)?).await.context("register the sample customer")?;
+        let outcome =
+            log.append(workload.interaction(0, 1, 0)?).await.context("append the sample interaction")?;
+        log.close().await.context("close the sample log")?;
+        anyhow::Ok((outcome.partition, outcome.first_offset))
+    })?;
+    let reader = LogReader::open_read_only(path).context("open the sample log to read")?;
     let mut record = None;
-    reader.scan_raw::<covenant_log::LogError>(outcome.partition, outcome.first_offset, 1, |_, bytes| {
+    reader.scan_raw::<covenant_log::LogError>(position.0, position.1, 1, |_, bytes| {
         record = Some(bytes.to_vec());
         Ok(())
     })?;
     drop(reader);
-    log.close().await.context("close the sample log")?;
     remove_dir(path)?;
     record.context("the sample interaction's record should be readable")
 }

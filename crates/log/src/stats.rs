@@ -111,18 +111,20 @@ impl WriteStats {
 
     /// Mean duration of one fsync (zero without fsyncs).
     pub fn mean_fsync(&self) -> Duration {
-        u32::try_from(self.fsyncs)
-            .ok()
-            .filter(|fsyncs| *fsyncs > 0)
-            .map_or(Duration::ZERO, |fsyncs| self.fsync_time / fsyncs)
+        mean(self.fsync_time, self.fsyncs)
     }
 
     /// The writers' mean time per command (zero without commands).
     pub fn writer_time_per_command(&self) -> Duration {
-        u32::try_from(self.commands)
-            .ok()
-            .filter(|commands| *commands > 0)
-            .map_or(Duration::ZERO, |commands| self.writer_busy / commands)
+        mean(self.writer_busy, self.commands)
+    }
+}
+
+/// `total / count`, zero when `count` is.
+fn mean(total: Duration, count: u64) -> Duration {
+    match total.as_nanos().checked_div(u128::from(count)) {
+        Some(nanos) => Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
+        None => Duration::ZERO,
     }
 }
 

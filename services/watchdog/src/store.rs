@@ -540,6 +540,19 @@ mod tests {
         }
     }
 
+    /// Both stores hold the same rows in every family (checkpoints included) and the same
+    /// number of pending deadlines; `context` says where in a sequence they were compared.
+    fn assert_same_stores(left: &DeadlineStore, right: &DeadlineStore, context: &str) {
+        for family in FAMILIES.iter().chain([&covenant_store::META]) {
+            assert_eq!(
+                left.store.first_difference(&right.store, family).unwrap(),
+                None,
+                "{context}: {family}"
+            );
+        }
+        assert_eq!(left.pending(), right.pending(), "{context}");
+    }
+
     #[test]
     fn events_whose_payload_the_deadlines_do_not_read_can_be_left_out_of_a_range() {
         use covenant_proto::convert::fixtures::every_event_on_one_stream;
@@ -558,15 +571,7 @@ mod tests {
             };
             let applied = some.apply_range(0, offset, offset + 1, given).unwrap();
             assert_eq!(applied.events, 1);
-            let kind = event.event_type();
-            for family in FAMILIES.iter().chain([&covenant_store::META]) {
-                assert_eq!(
-                    every.store.first_difference(&some.store, family).unwrap(),
-                    None,
-                    "{kind}: {family}"
-                );
-            }
-            assert_eq!(every.pending(), some.pending(), "{kind}");
+            assert_same_stores(&every, &some, event.event_type());
         }
         assert!(every.pending() > 0, "the sequence leaves deadlines to compare");
 
@@ -601,10 +606,7 @@ mod tests {
             apart.apply_events(0, std::slice::from_ref(event)).unwrap();
         }
         together.apply_events(0, &events).unwrap();
-        for family in FAMILIES.iter().chain([&covenant_store::META]) {
-            assert_eq!(apart.store.first_difference(&together.store, family).unwrap(), None, "{family}");
-        }
-        assert_eq!(apart.pending(), together.pending());
+        assert_same_stores(&apart, &together, "after every event");
         assert!(apart.pending() > 0, "the sequence leaves deadlines to compare");
         // One event at a time, each clear deletes what an earlier batch stored (and the stores
         // still end equal); in one batch, the deadlines set and cleared again never reach the
