@@ -156,9 +156,11 @@ impl EventSource for Sequential {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_partition_by_partition_equals_the_sequential_audit_whatever_the_threads() {
-    let dir = tempfile::tempdir().unwrap();
+    // The log in a directory of its own: its master key goes beside it, inside the temporary one.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("log");
     // Customers in every partition, with every outcome: broken (some recovered), silent, late.
-    let mut writer = history_and_more(dir.path()).await;
+    let mut writer = history_and_more(dir.as_path()).await;
     for number in 0..48 {
         let customer = format!("many-{number}");
         let agent = ["agent-a", "agent-b", "agent-c"][number % 3];
@@ -199,7 +201,7 @@ async fn the_audit_partition_by_partition_equals_the_sequential_audit_whatever_t
     }
     writer.log.close().await.unwrap();
 
-    let dir = dir.path().to_owned();
+    let dir = dir.clone();
     tokio::task::spawn_blocking(move || {
         let filters = [
             AuditFilter::default(),
@@ -234,9 +236,11 @@ async fn the_audit_partition_by_partition_equals_the_sequential_audit_whatever_t
 
 #[tokio::test]
 async fn the_audit_of_a_real_log_tells_each_broken_promise_and_sums_up_keeping() {
-    let dir = tempfile::tempdir().unwrap();
-    write_history(dir.path()).await;
-    let report = run(dir.path(), &AuditFilter::default());
+    // The log in a directory of its own: its master key goes beside it, inside the temporary one.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("log");
+    write_history(dir.as_path()).await;
+    let report = run(dir.as_path(), &AuditFilter::default());
 
     assert_eq!(report.stories.len(), 2, "{:#?}", report.stories);
     let (silent, recorded) = (&report.stories[0], &report.stories[1]);
@@ -278,15 +282,17 @@ async fn the_audit_of_a_real_log_tells_each_broken_promise_and_sums_up_keeping()
 
 #[tokio::test]
 async fn filters_narrow_the_promises_and_a_customer_is_read_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    write_history(dir.path()).await;
+    // The log in a directory of its own: its master key goes beside it, inside the temporary one.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("log");
+    write_history(dir.as_path()).await;
 
-    let sales = run(dir.path(), &AuditFilter { team: Some("sales".into()), ..Default::default() });
+    let sales = run(dir.as_path(), &AuditFilter { team: Some("sales".into()), ..Default::default() });
     assert_eq!(sales.stories.len(), 1);
     assert_eq!(sales.stories[0].promise_id.as_str(), "order-3");
     assert_eq!(sales.promises_judged, 2);
 
-    let agent_a = run(dir.path(), &AuditFilter { agent: Some("agent-a".into()), ..Default::default() });
+    let agent_a = run(dir.as_path(), &AuditFilter { agent: Some("agent-a".into()), ..Default::default() });
     assert_eq!(
         agent_a.stories.iter().map(|story| story.promise_id.as_str()).collect::<Vec<_>>(),
         ["order-1"]
@@ -294,12 +300,12 @@ async fn filters_narrow_the_promises_and_a_customer_is_read_alone() {
 
     // Due in [20, 30): order-1, order-2 and order-4 (all due at 24), not order-3 (10).
     let window = AuditFilter { from: Some(at(20)), to: Some(at(30)), ..Default::default() };
-    let report = run(dir.path(), &window);
+    let report = run(dir.as_path(), &window);
     assert_eq!(report.promises_judged, 3);
     assert_eq!(report.stories.len(), 1);
 
     let ann = run(
-        dir.path(),
+        dir.as_path(),
         &AuditFilter { customer: Some(CustomerId::new("ann").unwrap()), ..Default::default() },
     );
     assert_eq!(ann.stories.len(), 1);
@@ -307,7 +313,7 @@ async fn filters_narrow_the_promises_and_a_customer_is_read_alone() {
     assert_eq!(ann.promises_judged, 1);
     assert_eq!(ann.overall.broken, 1);
     let nobody = run(
-        dir.path(),
+        dir.as_path(),
         &AuditFilter { customer: Some(CustomerId::new("zed").unwrap()), ..Default::default() },
     );
     assert!(nobody.stories.is_empty());
@@ -327,9 +333,11 @@ fn place(event: &covenant_audit::PublicEvent<'_>) -> (covenant_domain::Position,
 async fn a_parallel_scan_merges_in_log_order_whatever_the_threads_and_chunks() {
     use covenant_audit::EventSource;
     use std::ops::ControlFlow;
-    let dir = tempfile::tempdir().unwrap();
+    // The log in a directory of its own: its master key goes beside it, inside the temporary one.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("log");
     // More customers, so that every partition holds records.
-    let mut writer = history_and_more(dir.path()).await;
+    let mut writer = history_and_more(dir.as_path()).await;
     for customer in 0..40 {
         let customer = format!("extra-{customer}");
         writer.send(&customer, 0, "support", sample::register(&customer).unwrap()).await;
@@ -337,7 +345,7 @@ async fn a_parallel_scan_merges_in_log_order_whatever_the_threads_and_chunks() {
     }
     writer.log.close().await.unwrap();
 
-    let dir = dir.path().to_owned();
+    let dir = dir.clone();
     tokio::task::spawn_blocking(move || {
         let mut source = LogSource::open(&dir).unwrap();
         for types in [None, Some(&["promise_made", "promise_kept"][..])] {
@@ -391,8 +399,10 @@ async fn a_parallel_scan_merges_in_log_order_whatever_the_threads_and_chunks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_visit_stops_the_parallel_scan_instead_of_hanging_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    // The log in a directory of its own: its master key goes beside it, inside the temporary one.
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("log");
+    let log = EventLog::open(LogConfig::new(&dir)).await.unwrap();
     let mut writer = Writer { log, commands: 0 };
     for customer in 0..60 {
         let customer = format!("panic-{customer}");
@@ -400,7 +410,7 @@ async fn a_panicking_visit_stops_the_parallel_scan_instead_of_hanging_it() {
     }
     writer.log.close().await.unwrap();
 
-    let dir = dir.path().to_owned();
+    let dir = dir.clone();
     let (finished, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let source = LogSource::open(&dir).unwrap();

@@ -25,6 +25,11 @@ mod workload;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator the services run with (see `covenant-ledger`'s `main`), so that the benchmark
+/// measures the log as the ledger runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Covenant's benchmarks: each figure beside a raw baseline measured in the same run.
 #[derive(Debug, Parser)]
 #[command(name = "covenant-bench", version, about)]

@@ -1,5 +1,10 @@
 //! `covenant`: see the library (`covenant_cli`) for the commands.
 
+/// mimalloc instead of glibc's malloc: the log writer allocates and frees several small buffers per
+/// event, and glibc's allocator was ~12% of its thread (docs/PERFORMANCE.md, session 17).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     covenant_cli::main()
 }

@@ -202,32 +202,34 @@ impl EventLog {
         let store = Arc::new(SharedStore::new(store, Some(config.clone())));
         let write_counters = Arc::new(stats::WriteCounters::default());
         let mut queues = Vec::with_capacity(writer_count);
-        let mut writers = Vec::with_capacity(writer_count + 1);
+        let mut writers = Vec::with_capacity(writer_count + 2);
+        // One sync stage for all writers: a WAL fsync covers every batch written before it,
+        // whichever writer wrote it, so more stages would only fsync more often.
+        let mut syncer_thread = None;
+        let syncer = if config.durability == Durability::Buffered {
+            None
+        } else {
+            let (syncer, pending) = std::sync::mpsc::channel();
+            let store = Arc::clone(&store);
+            let counters = Arc::clone(&write_counters);
+            syncer_thread = Some(
+                std::thread::Builder::new()
+                    .name("log-syncer".into())
+                    .spawn(move || writer::run_syncer(store, pending, &counters))
+                    .map_err(|source| LogError::Io {
+                        action: "start syncer thread for",
+                        path: config.path.display().to_string(),
+                        source,
+                    })?,
+            );
+            Some(syncer)
+        };
         for (index, partitions_of_writer) in owned.into_iter().enumerate() {
             let mut slots = vec![None; usize::from(partitions)];
             for (slot, owned) in partitions_of_writer.iter().enumerate() {
                 slots[usize::from(owned.partition)] = Some(slot);
             }
             let (queue, receiver) = mpsc::channel(QUEUE_DEPTH);
-            let mut syncer_thread = None;
-            let syncer = if config.durability == Durability::Buffered {
-                None
-            } else {
-                let (syncer, pending) = std::sync::mpsc::channel();
-                let store = Arc::clone(&store);
-                let counters = Arc::clone(&write_counters);
-                syncer_thread = Some(
-                    std::thread::Builder::new()
-                        .name(format!("log-syncer-{index}"))
-                        .spawn(move || writer::run_syncer(store, pending, &counters))
-                        .map_err(|source| LogError::Io {
-                            action: "start syncer thread for",
-                            path: config.path.display().to_string(),
-                            source,
-                        })?,
-                );
-                Some(syncer)
-            };
             let writer = Writer {
                 name: format!("log-writer-{index}"),
                 shared: Arc::clone(&store),
@@ -240,7 +242,7 @@ impl EventLog {
                 durability: config.durability,
                 max_batch: config.max_batch,
                 clock: Arc::clone(&clock),
-                syncer,
+                syncer: syncer.clone(),
                 data_keys: Default::default(),
                 shred_pending: false,
                 counters: Arc::clone(&write_counters),
@@ -254,10 +256,12 @@ impl EventLog {
                     source,
                 })?;
             queues.push(queue);
-            // Joined in order: the writer ends first, then its syncer drains and ends.
             writers.push(handle);
-            writers.extend(syncer_thread);
         }
+        // Joined in order: the writers end first (dropping their senders), then the sync stage
+        // drains and ends.
+        drop(syncer);
+        writers.extend(syncer_thread);
         let mut retention_stop = None;
         if let Some(retention) = config.command_retention {
             if retention <= covenant_domain::Span::ZERO {

@@ -29,6 +29,26 @@ struct Kept {
     records: VecDeque<Vec<u8>>,
 }
 
+impl Kept {
+    /// Appends the record at `offset`, dropping what it replaces and the oldest records beyond
+    /// `capacity`.
+    fn put(&mut self, offset: u64, value: Vec<u8>, capacity: usize) {
+        let end = self.first + self.records.len() as u64;
+        if self.records.is_empty() || offset < self.first || offset > end {
+            self.records.clear();
+            self.first = offset;
+        } else if offset < end {
+            let keep = usize::try_from(offset - self.first).unwrap_or(usize::MAX);
+            self.records.truncate(keep);
+        }
+        self.records.push_back(value);
+        while self.records.len() > capacity {
+            self.records.pop_front();
+            self.first += 1;
+        }
+    }
+}
+
 impl RecentRecords {
     pub(crate) fn new(capacity: usize) -> Self {
         Self { kept: Mutex::new(Kept::default()), capacity: capacity.max(1) }
@@ -37,20 +57,17 @@ impl RecentRecords {
     /// Keeps the record written at `offset`. Records are put in offset order; a record at an
     /// offset already kept (written again after a reopen) drops that one and every later one,
     /// and one after a gap starts over.
+    #[cfg(test)]
     pub(crate) fn put(&self, offset: u64, value: Vec<u8>) {
+        self.put_all([(offset, value)]);
+    }
+
+    /// Keeps each `(offset, record)` as `put` does, under one lock: a group commit's records of
+    /// this partition, in offset order.
+    pub(crate) fn put_all(&self, records: impl IntoIterator<Item = (u64, Vec<u8>)>) {
         let mut kept = self.lock();
-        let end = kept.first + kept.records.len() as u64;
-        if kept.records.is_empty() || offset < kept.first || offset > end {
-            kept.records.clear();
-            kept.first = offset;
-        } else if offset < end {
-            let keep = usize::try_from(offset - kept.first).unwrap_or(usize::MAX);
-            kept.records.truncate(keep);
-        }
-        kept.records.push_back(value);
-        while kept.records.len() > self.capacity {
-            kept.records.pop_front();
-            kept.first += 1;
+        for (offset, value) in records {
+            kept.put(offset, value, self.capacity);
         }
     }
 
@@ -100,6 +117,29 @@ mod tests {
         assert_eq!(recent.read(11, 14), None, "11 was dropped");
         assert_eq!(recent.read(14, 17), None, "16 is not written yet");
         assert_eq!(recent.read(14, 14), None);
+    }
+
+    #[test]
+    fn a_run_put_at_once_is_kept_as_the_same_puts_one_by_one() {
+        let runs: [&[u64]; 4] = [&[0, 1, 2], &[3, 4, 5, 6, 7], &[6, 7], &[20, 21]];
+        let (at_once, one_by_one) = (RecentRecords::new(4), RecentRecords::new(4));
+        for run in runs {
+            at_once.put_all(run.iter().map(|&offset| (offset, record(offset))));
+            for &offset in run {
+                one_by_one.put(offset, record(offset));
+            }
+            for from in 0..22 {
+                for to in from..23 {
+                    assert_eq!(
+                        at_once.read(from, to),
+                        one_by_one.read(from, to),
+                        "{from}..{to} after {run:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(at_once.read(20, 22), Some(vec![record(20), record(21)]));
+        assert_eq!(at_once.read(4, 8), None, "a gap started over");
     }
 
     #[test]

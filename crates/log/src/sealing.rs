@@ -168,7 +168,8 @@ fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8]) -> Option<Ve
 }
 
 fn aad(context: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut aad = context.to_vec();
+    let mut aad = Vec::with_capacity(context.len() + parts.iter().map(|part| 4 + part.len()).sum::<usize>());
+    aad.extend_from_slice(context);
     for part in parts {
         // Length-prefixed, so the parts cannot be shifted into one another.
         aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
@@ -221,8 +222,10 @@ impl MasterKey {
         Ok(Some(Self::from_bytes(&key)))
     }
 
-    /// Makes a new random key and writes it to `path` (owner read/write only; the file must not
-    /// exist).
+    /// Makes a new random key and writes it to `path` (owner read/write only). The key is written
+    /// and fsynced under a temporary name, then linked to `path`, so the file is never seen
+    /// half-written; when another process created `path` meanwhile (two logs beside each other
+    /// opened at once), its key is loaded and returned instead.
     pub fn create(path: &Path) -> Result<Self> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -235,11 +238,32 @@ impl MasterKey {
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-        file.write_all(&key).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(Self::from_bytes(&key))
+        let mut draft_name = path.as_os_str().to_owned();
+        draft_name.push(format!(".{}-{:016x}.tmp", std::process::id(), u64::from_le_bytes(random()?)));
+        let draft = std::path::PathBuf::from(draft_name);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&draft)
+            .and_then(|mut file| {
+                file.write_all(&key)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::hard_link(&draft, path));
+        // The draft goes whatever happened; `path` (if linked) keeps the key.
+        let _ = std::fs::remove_file(&draft);
+        match written {
+            Ok(()) => {
+                if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                    std::fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(io)?;
+                }
+                Ok(Self::from_bytes(&key))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path)?
+                .ok_or_else(|| io(std::io::Error::other("the master key vanished while it was created"))),
+            Err(error) => Err(io(error)),
+        }
     }
 
     fn from_bytes(key: &[u8; KEY_LEN]) -> Self {
@@ -343,6 +367,30 @@ mod tests {
     }
 
     #[test]
+    fn master_keys_created_at_once_at_one_path_are_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let keys: Vec<MasterKey> = std::thread::scope(|scope| {
+            let creators: Vec<_> =
+                (0..8).map(|_| scope.spawn(|| MasterKey::create(&path).unwrap())).collect();
+            creators.into_iter().map(|creator| creator.join().unwrap()).collect()
+        });
+        // Every creator holds the key in the file: what one wraps, any other unwraps.
+        let stored = MasterKey::load(&path).unwrap().unwrap();
+        let (data_key, wrapped) = stored.new_data_key("ann").unwrap();
+        let event = EventId::new_v7();
+        let sealed = data_key.seal("ann", &event, &data()).unwrap();
+        for key in &keys {
+            // A data key wrapped under another master key does not unwrap (the AEAD's tag).
+            let unwrapped = key.unwrap("ann", &wrapped).unwrap();
+            assert!(unwrapped.open("ann", &event, &sealed).is_ok());
+        }
+        let only_the_key: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        assert_eq!(only_the_key, ["master.key"], "no draft left behind");
+    }
+
+    #[test]
     fn sealed_data_opens_only_with_its_key_customer_and_event() {
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::create(&dir.path().join("master.key")).unwrap();
@@ -437,8 +485,10 @@ mod tests {
         assert!(MasterKey::load(&path).unwrap().is_none());
         let master = MasterKey::create(&path).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(MasterKey::create(&path).is_err(), "an existing key is never replaced");
         let (key, wrapped) = master.new_data_key("c").unwrap();
+        // Creating it again loads the existing key: it is never replaced.
+        let again = MasterKey::create(&path).unwrap();
+        assert!(again.unwrap("c", &wrapped).is_ok(), "an existing key is never replaced");
         let event = EventId::new_v7();
         let sealed = key.seal("c", &event, &data()).unwrap();
         let loaded = MasterKey::load(&path).unwrap().unwrap();

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use covenant_domain::personal::take_personal_data;
 use covenant_domain::{
-    CommandId, CustomerId, DecisionContext, Event, EventId, Position, RecordedEvent, Timestamp, apply, decide,
+    CustomerId, DecisionContext, Event, EventId, Position, RecordedEvent, Timestamp, apply, decide,
 };
 use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -50,6 +50,13 @@ pub(crate) struct AppendJob {
     pub(crate) request: AppendRequest,
     pub(crate) fingerprint: u128,
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome>>,
+}
+
+/// A command being decided: the caller's request, its fingerprint and its key in `commands`.
+struct Command<'a> {
+    request: &'a AppendRequest,
+    fingerprint: u128,
+    key: Vec<u8>,
 }
 
 /// What a command in a batch comes to.
@@ -191,8 +198,9 @@ struct Batch {
     dirty: Set<CustomerId>,
     /// Records of this batch as `(key, value)`, put into `write` in key order when written.
     records: Vec<([u8; 10], Vec<u8>)>,
-    /// Outcomes of commands appended in this batch, for retries within the same batch.
-    outcomes: Map<(CustomerId, CommandId), StoredOutcome>,
+    /// Outcomes of commands appended in this batch by command key (`keys::command_key`), for
+    /// retries within the same batch.
+    outcomes: Map<Vec<u8>, StoredOutcome>,
     /// Data keys created by this batch (their wrapped form is in `write`).
     new_keys: Map<CustomerId, DataKey>,
     /// Customers erased by this batch (their keys are deleted in `write`).
@@ -214,10 +222,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let started = Instant::now();
-            let commands = jobs.len();
-            self.commit(&mut jobs);
-            self.counters.group_commit(commands, started.elapsed());
+            self.commit(&mut jobs, Instant::now());
         }
         tracing::debug!("writer stopped");
     }
@@ -270,16 +275,23 @@ impl Writer {
         Ok(())
     }
 
-    fn commit(&mut self, jobs: &mut Vec<AppendJob>) {
+    /// Answers every command of a group commit with `error`, deciding none of them.
+    fn refuse_all(&self, jobs: &mut Vec<AppendJob>, error: &LogError, started: Instant) {
+        self.counters.group_commit(jobs.len(), started.elapsed());
+        for job in jobs.drain(..) {
+            let _ = job.reply.send(Err(copy_error(error)));
+        }
+    }
+
+    /// Decides, writes and answers (or hands to the sync stage) one group commit of `jobs`,
+    /// taken off the queue at `started`. The group commit is counted before anyone is answered,
+    /// so whoever holds an answer sees it in [`crate::EventLog::write_stats`].
+    fn commit(&mut self, jobs: &mut Vec<AppendJob>, started: Instant) {
+        let commands = jobs.len();
         let store = match self.store() {
             Ok(store) => store,
-            Err(error) => {
-                // Disk trouble: nothing is decided, every caller hears why.
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(copy_error(&error)));
-                }
-                return;
-            }
+            // Disk trouble: nothing is decided, every caller hears why.
+            Err(error) => return self.refuse_all(jobs, &error, started),
         };
         let store = &*store;
         let mut batch = Batch {
@@ -293,10 +305,23 @@ impl Writer {
             erased: Vec::new(),
             now: self.clock.now(),
         };
+        // Whether each command was appended by an earlier batch (a retry), looked up together.
+        let command_keys: Vec<Vec<u8>> = jobs
+            .iter()
+            .map(|job| keys::command_key(job.request.customer_id.as_str(), job.request.command_id.as_str()))
+            .collect();
+        let stored_outcomes = match store.command_outcomes(&command_keys) {
+            Ok(found) => found,
+            Err(error) => return self.refuse_all(jobs, &error, started),
+        };
         let mut verdicts = Vec::with_capacity(jobs.len());
-        for job in jobs.drain(..) {
+        for ((job, command_key), stored) in jobs.drain(..).zip(command_keys).zip(stored_outcomes) {
             let verdict = match self.slots.get(usize::from(job.partition)).copied().flatten() {
-                Some(slot) => self.decide_one(store, &mut batch, slot, &job.request, job.fingerprint),
+                Some(slot) => {
+                    let command =
+                        Command { request: &job.request, fingerprint: job.fingerprint, key: command_key };
+                    self.decide_one(store, &mut batch, slot, command, stored)
+                }
                 None => Verdict::Settled(Err(LogError::NoSuchPartition {
                     partition: job.partition,
                     partition_count: store.partition_count(),
@@ -354,6 +379,7 @@ impl Writer {
                     .collect()
             }
         };
+        self.counters.group_commit(commands, started.elapsed());
         // With a sync stage every answer, even a rejection or a retry of an earlier command,
         // waits for the next sync: it may rest on a batch written but not yet synced.
         let verdicts = match &self.syncer {
@@ -423,14 +449,30 @@ impl Writer {
             .db()
             .write_opt(std::mem::take(&mut batch.write), &options)
             .map_err(|error| self.shared.failed("write", &LogError::Storage(error)))?;
-        // Taken by RocksDB: tails may read them once they are committed.
+        // Taken by RocksDB: tails may read them once they are committed. The records are in key
+        // order, so each partition's are one run, kept under one lock.
+        let mut run = Vec::new();
+        let mut run_partition = None;
         for (key, value) in batch.records.drain(..) {
             let Some((partition, offset)) = keys::parse_event_key(&key) else { continue };
-            if let Some(slot) = self.slots.get(usize::from(partition)).copied().flatten() {
-                self.partitions[slot].recent.put(offset, value);
+            if run_partition != Some(partition) {
+                self.keep_recent(run_partition, &mut run);
+                run_partition = Some(partition);
             }
+            run.push((offset, value));
         }
+        self.keep_recent(run_partition, &mut run);
         Ok(())
+    }
+
+    /// Hands `partition`'s run of just written records to its tails' recent records.
+    fn keep_recent(&self, partition: Option<u16>, run: &mut Vec<(u64, Vec<u8>)>) {
+        if let Some(slot) =
+            partition.and_then(|partition| self.slots.get(usize::from(partition)).copied().flatten())
+        {
+            self.partitions[slot].recent.put_all(run.drain(..));
+        }
+        run.clear();
     }
 
     /// Takes a customer's stream head out of the batch, the cache or the store (a new stream
@@ -457,36 +499,38 @@ impl Writer {
         store: &Store,
         batch: &mut Batch,
         slot: usize,
-        request: &AppendRequest,
-        fingerprint: u128,
+        command: Command<'_>,
+        stored: Result<Option<StoredOutcome>>,
     ) -> Verdict {
-        match self.try_decide(store, batch, slot, request, fingerprint) {
+        match self.try_decide(store, batch, slot, command, stored) {
             Ok(verdict) => verdict,
             Err(error) => Verdict::Settled(Err(error)),
         }
     }
 
+    /// Decides one command: a retry gets its first outcome (`stored` when an earlier batch
+    /// appended it), a new command is decided against its customer's stream.
     fn try_decide(
         &mut self,
         store: &Store,
         batch: &mut Batch,
         slot: usize,
-        request: &AppendRequest,
-        fingerprint: u128,
+        command: Command<'_>,
+        stored: Result<Option<StoredOutcome>>,
     ) -> Result<Verdict> {
-        let customer_id = &request.customer_id;
-        let retry_key = (customer_id.clone(), request.command_id.clone());
-        if let Some(outcome) = batch.outcomes.get(&retry_key) {
-            return Ok(match self.replay_outcome(request, outcome, fingerprint) {
+        let request = command.request;
+        if let Some(outcome) = batch.outcomes.get(&command.key) {
+            return Ok(match self.replay_outcome(request, outcome, command.fingerprint) {
                 Ok(outcome) => Verdict::Appended(outcome),
                 Err(error) => Verdict::Settled(Err(error)),
             });
         }
-        if let Some(outcome) = store.command_outcome(customer_id.as_str(), request.command_id.as_str())? {
-            return Ok(Verdict::Settled(self.replay_outcome(request, &outcome, fingerprint)));
+        if let Some(outcome) = stored? {
+            return Ok(Verdict::Settled(self.replay_outcome(request, &outcome, command.fingerprint)));
         }
+        let customer_id = &request.customer_id;
         let mut current = self.take_stream(store, batch, customer_id)?;
-        let verdict = self.append(store, batch, slot, request, fingerprint, &mut current.head);
+        let verdict = self.append(store, batch, slot, command, &mut current.head);
         batch.touched.insert(customer_id.clone(), current);
         verdict
     }
@@ -513,10 +557,10 @@ impl Writer {
         store: &Store,
         batch: &mut Batch,
         slot: usize,
-        request: &AppendRequest,
-        fingerprint: u128,
+        command: Command<'_>,
         head: &mut StreamHead,
     ) -> Result<Verdict> {
+        let request = command.request;
         let customer_id = &request.customer_id;
         let partition = self.partitions[slot].partition;
         let now = batch.now;
@@ -533,6 +577,9 @@ impl Writer {
         }
         let context = DecisionContext { now, occurred_at: request.metadata.occurred_at };
         let events = decide(&head.state, customer_id.as_str(), &request.command, &context)?;
+        // Everything that can fail comes first; the batch and the stream head change only once
+        // the command's records and outcome are all encoded (the data key a sealing may add to
+        // the batch is the customer's either way).
         let first_offset = chain.next_offset;
         let mut encoded = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -555,17 +602,29 @@ impl Writer {
                 )?,
                 None => Vec::new(),
             };
-            if matches!(event, Event::CustomerErased {}) {
-                batch.write.delete_cf(store.cf(CF_KEYS)?, customer_id.as_str());
-                batch.new_keys.remove(customer_id);
-                batch.erased.push(customer_id.clone());
-            }
             let (value, hash) = codec::encode_sealed_record(&chain.last_hash, &record, &sealed)?;
             encoded.push((record.position.offset, record.stream_version, value));
             chain.next_offset += 1;
             chain.last_hash = hash;
         }
-        let index_cf = store.cf(CF_STREAM_INDEX)?;
+        let outcome = StoredOutcome {
+            fingerprint: command.fingerprint,
+            partition,
+            first_offset,
+            event_count: events.len() as u32,
+            // `apply` below folds each event into the state, one version each.
+            stream_version: current + events.len() as u64,
+            recorded_at: now,
+        };
+        let encoded_outcome = codec::encode_outcome(&outcome)?;
+        let (index_cf, commands_cf, keys_cf) =
+            (store.cf(CF_STREAM_INDEX)?, store.cf(CF_COMMANDS)?, store.cf(CF_KEYS)?);
+
+        if events.iter().any(|event| matches!(event, Event::CustomerErased {})) {
+            batch.write.delete_cf(keys_cf, customer_id.as_str());
+            batch.new_keys.remove(customer_id);
+            batch.erased.push(customer_id.clone());
+        }
         for (offset, version, value) in encoded {
             batch.records.push((keys::event_key(partition, offset), value));
             batch.write.put_cf(
@@ -578,24 +637,13 @@ impl Writer {
         for event in &events {
             apply(&mut head.state, event, request.metadata.occurred_at);
         }
-        let outcome = StoredOutcome {
-            fingerprint,
-            partition,
-            first_offset,
-            event_count: events.len() as u32,
-            stream_version: head.state.version,
-            recorded_at: now,
-        };
-        batch.write.put_cf(
-            store.cf(CF_COMMANDS)?,
-            keys::command_key(customer_id.as_str(), request.command_id.as_str()),
-            codec::encode_outcome(&outcome)?,
-        );
+        debug_assert_eq!(head.state.version, outcome.stream_version);
+        batch.write.put_cf(commands_cf, &command.key, encoded_outcome);
         batch.chains[slot] = chain;
         if !batch.dirty.contains(customer_id) {
             batch.dirty.insert(customer_id.clone());
         }
-        batch.outcomes.insert((customer_id.clone(), request.command_id.clone()), outcome);
+        batch.outcomes.insert(command.key, outcome);
         Ok(Verdict::Appended(AppendOutcome::from_stored(&outcome, false)))
     }
 

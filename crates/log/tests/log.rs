@@ -471,13 +471,13 @@ async fn a_read_only_reader_works_beside_the_writer_and_sees_the_log_as_opened()
 #[tokio::test]
 async fn cursors_are_kept_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    let log = EventLog::open(LogConfig::new(dir.path().join("log"))).await.unwrap();
     assert_eq!(log.cursor("relay/3").await.unwrap(), None);
     log.set_cursor("relay/3", 41).await.unwrap();
     log.set_cursor("relay/3", 42).await.unwrap();
     log.set_cursor("relay/4", 7).await.unwrap();
     log.close().await.unwrap();
-    let log = EventLog::open(LogConfig::new(dir.path())).await.unwrap();
+    let log = EventLog::open(LogConfig::new(dir.path().join("log"))).await.unwrap();
     assert_eq!(log.cursor("relay/3").await.unwrap(), Some(42));
     assert_eq!(log.cursor("relay/4").await.unwrap(), Some(7));
     log.close().await.unwrap();
@@ -623,8 +623,24 @@ async fn on_partitions_runs_each_partition_once_and_stops_at_the_first_error() {
 
 #[tokio::test]
 async fn write_stats_count_every_command_group_commit_and_fsync() {
+    // With two writers both hand their batches to the one sync stage: every command of either is
+    // still answered after an fsync.
+    for writers in [1, 2] {
+        fsynced_commands_are_counted(writers).await;
+    }
+
+    // Buffered appends are counted without fsyncs.
+    let buffered_dir = tempfile::tempdir().unwrap();
+    let buffered = open(buffered_dir.path(), 4).await;
+    register(&buffered, "ann").await;
+    let stats = buffered.write_stats();
+    assert_eq!((stats.commands, stats.group_commits, stats.fsyncs), (1, 1, 0));
+}
+
+async fn fsynced_commands_are_counted(writers: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), 4).with_durability(covenant_log::Durability::Fsync);
+    let mut config = config(dir.path(), 4).with_durability(covenant_log::Durability::Fsync);
+    config.writers = Some(writers);
     let log = EventLog::open_with_clock(config, ManualClock::starting_at(T0)).await.unwrap();
     assert_eq!(log.write_stats(), covenant_log::WriteStats::default());
     let customers: [&'static str; 8] = ["ann", "ben", "cat", "dan", "eve", "fay", "gus", "hal"];
@@ -651,11 +667,5 @@ async fn write_stats_count_every_command_group_commit_and_fsync() {
     assert!((1..=commands).contains(&stats.group_commits), "{stats:?}");
     assert!((1..=stats.group_commits).contains(&stats.fsyncs), "{stats:?}");
     assert!(stats.fsync_time > std::time::Duration::ZERO && stats.writer_busy > std::time::Duration::ZERO);
-
-    // Buffered appends are counted without fsyncs.
-    let buffered_dir = tempfile::tempdir().unwrap();
-    let buffered = open(buffered_dir.path(), 4).await;
-    register(&buffered, "ann").await;
-    let stats = buffered.write_stats();
-    assert_eq!((stats.commands, stats.group_commits, stats.fsyncs), (1, 1, 0));
+    log.close().await.unwrap();
 }
