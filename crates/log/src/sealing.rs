@@ -223,46 +223,31 @@ impl MasterKey {
     }
 
     /// Makes a new random key and writes it to `path` (owner read/write only). The key is written
-    /// and fsynced under a temporary name, then linked to `path`, so the file is never seen
+    /// and fsynced under a temporary name, then moved to `path` only if no file is there, so the file is never seen
     /// half-written; when another process created `path` meanwhile (two logs beside each other
     /// opened at once), its key is loaded and returned instead.
     pub fn create(path: &Path) -> Result<Self> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let key: [u8; KEY_LEN] = random()?;
         let io = |source| LogError::Io {
             action: "create the master key",
             path: path.display().to_string(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        let mut draft_name = path.as_os_str().to_owned();
-        draft_name.push(format!(".{}-{:016x}.tmp", std::process::id(), u64::from_le_bytes(random()?)));
-        let draft = std::path::PathBuf::from(draft_name);
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&draft)
-            .and_then(|mut file| {
-                file.write_all(&key)?;
-                file.sync_all()
-            })
-            .and_then(|()| std::fs::hard_link(&draft, path));
-        // The draft goes whatever happened; `path` (if linked) keeps the key.
-        let _ = std::fs::remove_file(&draft);
-        match written {
-            Ok(()) => {
-                if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-                    std::fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(io)?;
-                }
+        let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io)?;
+        // tempfile's draft is owner-only (0600) and is removed if anything below fails.
+        let mut draft = tempfile::NamedTempFile::new_in(parent).map_err(io)?;
+        draft.write_all(&key).map_err(io)?;
+        draft.as_file().sync_all().map_err(io)?;
+        match draft.persist_noclobber(path) {
+            Ok(_) => {
+                std::fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(io)?;
                 Ok(Self::from_bytes(&key))
             }
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path)?
+            Err(refused) if refused.error.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path)?
                 .ok_or_else(|| io(std::io::Error::other("the master key vanished while it was created"))),
-            Err(error) => Err(io(error)),
+            Err(refused) => Err(io(refused.error)),
         }
     }
 
