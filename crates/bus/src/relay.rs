@@ -4,7 +4,8 @@
 //! One task per partition follows the log's in-process tail. Publishes are pipelined (up to
 //! `max_in_flight` unacknowledged); acks are awaited in order, and only then does the partition's
 //! cursor (`relay/<partition>` in the log's `meta`, the next offset to publish) move; it is
-//! stored at most every [`CURSOR_EVERY`]. After a restart or a NATS outage the relay starts again
+//! stored at most every [`CURSOR_EVERY`], and at a clean stop ([`Relay::shut_down`]); it never
+//! moves back. After a crash or a NATS outage the relay starts again
 //! from the stored cursor: records published since (acknowledged or not) are published again
 //! with the same `Nats-Msg-Id` (the event id), which JetStream drops as duplicates within its
 //! duplicate window; consumers also deduplicate by partition and offset, so an outage longer
@@ -16,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -67,7 +68,8 @@ impl Default for RelayConfig {
 pub struct Relay {
     /// `acked[p]`: every record of partition `p` below this offset is acknowledged by JetStream.
     acked: Vec<watch::Receiver<u64>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Emptied by [`Relay::shut_down`].
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     replication_timeout: Duration,
 }
 
@@ -107,7 +109,7 @@ impl Relay {
             };
             tasks.push(tokio::spawn(relay.run()));
         }
-        Ok(Self { acked, tasks, replication_timeout: config.replication_timeout })
+        Ok(Self { acked, tasks: Mutex::new(tasks), replication_timeout: config.replication_timeout })
     }
 
     /// Every record of `partition` below the returned offset is acknowledged by JetStream.
@@ -115,11 +117,34 @@ impl Relay {
         self.acked.get(usize::from(partition)).map(|acked| *acked.borrow())
     }
 
-    /// Stops the relay tasks (the cursors stay where the last acknowledged batch put them).
+    /// Stops the relay tasks at once. The cursors stay where the tasks last stored them (at most
+    /// [`CURSOR_EVERY`] behind the acknowledged offsets): a restart publishes those records
+    /// again, with the same message ids. [`Relay::shut_down`] stores them first.
     pub fn stop(&self) {
-        for task in &self.tasks {
+        for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).iter() {
             task.abort();
         }
+    }
+
+    /// Stops the relay tasks, then stores each partition's acknowledged offset as its cursor, so
+    /// that a restart publishes nothing JetStream has already acknowledged. The cursors only
+    /// move forward ([`EventLog::advance_cursor`]): a store a stopped task left running cannot
+    /// move one back.
+    pub async fn shut_down(&self, log: &EventLog) -> Result<(), BusError> {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // Aborted (or already ended): either way it publishes nothing more.
+            let _ = task.await;
+        }
+        for (partition, acked) in (0u16..).zip(&self.acked) {
+            let next = *acked.borrow();
+            let stored = log.advance_cursor(&cursor_name(partition), next).await?;
+            tracing::debug!(partition, next, stored, "relay cursor stored at shutdown");
+        }
+        Ok(())
     }
 }
 
@@ -229,7 +254,7 @@ impl PartitionRelay {
     /// Stores the acknowledged offset as the partition's cursor; returns it.
     async fn store_cursor(&self) -> Result<u64, BusError> {
         let next = *self.acked.borrow();
-        self.log.set_cursor(&cursor_name(self.partition), next).await?;
+        self.log.advance_cursor(&cursor_name(self.partition), next).await?;
         tracing::trace!(partition = self.partition, next, "relay cursor stored");
         Ok(next)
     }
@@ -252,3 +277,63 @@ impl PartitionRelay {
 
 /// Shared so services can hand the same relay to the log as its replication waiter.
 pub type SharedRelay = Arc<Relay>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NatsServer;
+    use covenant_domain::{CommandId, CustomerId, Timestamp, sample};
+    use covenant_log::{AppendRequest, LogConfig};
+
+    fn request(
+        customer_id: &CustomerId,
+        command_id: &str,
+        command: covenant_domain::Command,
+    ) -> AppendRequest {
+        AppendRequest {
+            customer_id: customer_id.clone(),
+            command_id: CommandId::new(command_id).unwrap(),
+            expected_version: None,
+            metadata: sample::metadata(Timestamp::now()).unwrap(),
+            command,
+        }
+    }
+
+    /// Right after JetStream acknowledged a partition's records (well within `CURSOR_EVERY`,
+    /// before a task stored anything), `shut_down` leaves every partition's cursor at its
+    /// acknowledged offset; a later, older store cannot move it back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shut_down_stores_every_acknowledged_offset_as_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = NatsServer::start(&dir.path().join("nats")).unwrap();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let log = EventLog::open(LogConfig::new(dir.path().join("log")).with_partitions(2)).await.unwrap();
+        let relay = Relay::start(log.clone(), client, RelayConfig::default()).await.unwrap();
+        let ada = CustomerId::new("ada").unwrap();
+        let partition = ada.partition(2);
+        log.append(request(&ada, "reg", sample::register("Ada").unwrap())).await.unwrap();
+        for n in 0..9 {
+            let id = format!("i{n}");
+            log.append(request(&ada, &id, sample::interaction(&id, 32).unwrap())).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while relay.acknowledged(partition) != Some(10) {
+            assert!(std::time::Instant::now() < deadline, "JetStream did not acknowledge the 10 records");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        relay.shut_down(&log).await.unwrap();
+        assert_eq!(log.cursor(&cursor_name(partition)).await.unwrap(), Some(10));
+        assert_eq!(
+            log.cursor(&cursor_name(1 - partition)).await.unwrap(),
+            Some(0),
+            "nothing to publish there"
+        );
+        // A store of an older offset (as a stopped task's could land late) leaves the cursor.
+        assert_eq!(log.advance_cursor(&cursor_name(partition), 4).await.unwrap(), 10);
+        // Stopped: nothing more is published.
+        log.append(request(&ada, "late", sample::interaction("late", 32).unwrap())).await.unwrap();
+        tokio::time::sleep(CURSOR_EVERY * 2).await;
+        assert_eq!(relay.acknowledged(partition), Some(10));
+        log.close().await.unwrap();
+    }
+}

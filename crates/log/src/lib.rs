@@ -151,6 +151,8 @@ struct Inner {
     retention_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// What the writers and sync stages did.
     write_counters: Arc<stats::WriteCounters>,
+    /// Held while a cursor is advanced (read, compare, write), so two advances cannot interleave.
+    cursor_advances: Arc<Mutex<()>>,
 }
 
 /// The async handle to an open event log. Cheap to clone.
@@ -205,6 +207,8 @@ impl EventLog {
         let mut writers = Vec::with_capacity(writer_count + 2);
         // One sync stage for all writers: a WAL fsync covers every batch written before it,
         // whichever writer wrote it, so more stages would only fsync more often.
+        // Started here, on the runtime that opens the log (when there is one).
+        let replies = writer::Replies::start();
         let mut syncer_thread = None;
         let syncer = if config.durability == Durability::Buffered {
             None
@@ -212,10 +216,11 @@ impl EventLog {
             let (syncer, pending) = std::sync::mpsc::channel();
             let store = Arc::clone(&store);
             let counters = Arc::clone(&write_counters);
+            let replies = replies.clone();
             syncer_thread = Some(
                 std::thread::Builder::new()
                     .name("log-syncer".into())
-                    .spawn(move || writer::run_syncer(store, pending, &counters))
+                    .spawn(move || writer::run_syncer(store, pending, &counters, &replies))
                     .map_err(|source| LogError::Io {
                         action: "start syncer thread for",
                         path: config.path.display().to_string(),
@@ -246,6 +251,7 @@ impl EventLog {
                 data_keys: Default::default(),
                 shred_pending: false,
                 counters: Arc::clone(&write_counters),
+                replies: replies.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(writer.name.clone())
@@ -295,6 +301,7 @@ impl EventLog {
                 replication: OnceLock::new(),
                 retention_stop: Mutex::new(retention_stop),
                 write_counters,
+                cursor_advances: Arc::default(),
             }),
         })
     }
@@ -454,6 +461,27 @@ impl EventLog {
         let reader = self.reader();
         let name = name.to_owned();
         blocking(move || reader.shared.current()?.set_cursor(&name, value)).await
+    }
+
+    /// Moves a named cursor forward to `value`; a cursor already at or past it stays (see
+    /// [`EventLog::cursor`]). Returns the cursor as stored afterwards. For cursors that only ever
+    /// move forward, such as the relay's: a late write of an older value cannot move them back.
+    pub async fn advance_cursor(&self, name: &str, value: u64) -> Result<u64> {
+        let reader = self.reader();
+        let name = name.to_owned();
+        let advances = Arc::clone(&self.inner.cursor_advances);
+        blocking(move || {
+            let _advancing = advances.lock().map_err(|_| LogError::Closed)?;
+            let store = reader.shared.current()?;
+            match store.cursor(&name)? {
+                Some(stored) if stored >= value => Ok(stored),
+                _ => {
+                    store.set_cursor(&name, value)?;
+                    Ok(value)
+                }
+            }
+        })
+        .await
     }
 
     /// Walks every partition's hash chain.

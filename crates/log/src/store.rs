@@ -506,6 +506,14 @@ impl Store {
     /// which costs less than a lookup each (most of them miss: new command ids).
     pub(crate) fn command_outcomes(&self, keys: &[Vec<u8>]) -> Result<Vec<Result<Option<StoredOutcome>>>> {
         let found = self.db.batched_multi_get_cf(self.cf(CF_COMMANDS)?, keys, false);
+        if found.len() != keys.len() {
+            // RocksDB answers each key once; anything else would pair answers with the wrong
+            // commands.
+            return Err(LogError::CorruptMetadata {
+                what: "command lookup".into(),
+                reason: format!("{} answers for {} command ids", found.len(), keys.len()),
+            });
+        }
         Ok(found
             .into_iter()
             .map(|value| match value? {

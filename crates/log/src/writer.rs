@@ -99,6 +99,73 @@ fn publish_committed(committed: &watch::Sender<u64>, next_offset: u64) {
     });
 }
 
+/// One caller's answer, ready to send.
+pub(crate) type Reply = (oneshot::Sender<Result<AppendOutcome>>, Result<AppendOutcome>);
+
+/// How the writers and the sync stage answer appending callers.
+///
+/// Each answer wakes a caller's task. Woken from a plain thread, a task goes through the
+/// runtime's shared queue and may unpark a worker, and on a busy machine the woken worker can
+/// take the core of the thread that woke it: the writer in the middle of its next batch, or the
+/// sync stage before its next fsync. So when the log is opened on a multi-thread tokio runtime,
+/// a task on that runtime sends the answers: a thread hands it a whole batch's answers at once
+/// (at most one wake-up), and the callers it wakes go to its worker's own run queue. Without such
+/// a runtime, or once it has shut down, the threads answer directly (docs/PERFORMANCE.md,
+/// session 18, has the measurements).
+#[derive(Clone)]
+pub(crate) struct Replies {
+    task: Option<tokio::sync::mpsc::UnboundedSender<Vec<Reply>>>,
+}
+
+impl Replies {
+    /// Starts the reply task on the current runtime when it is a multi-thread one. (A
+    /// current-thread runtime runs its tasks only while someone drives it, which callers on
+    /// another runtime or thread cannot count on.)
+    pub(crate) fn start() -> Self {
+        let task = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .map(|runtime| {
+                let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<Reply>>();
+                runtime.spawn(async move {
+                    while let Some(replies) = receiver.recv().await {
+                        send_all(replies);
+                    }
+                });
+                sender
+            });
+        Self { task }
+    }
+
+    /// Whether answers go through a reply task.
+    #[cfg(test)]
+    fn has_task(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// Sends every answer, in order (directly when the reply task is gone).
+    pub(crate) fn send(&self, replies: Vec<Reply>) {
+        if replies.is_empty() {
+            return;
+        }
+        match &self.task {
+            Some(task) => {
+                if let Err(unsent) = task.send(replies) {
+                    send_all(unsent.0);
+                }
+            }
+            None => send_all(replies),
+        }
+    }
+}
+
+/// Sends each answer; a caller that stopped waiting is no error.
+fn send_all(replies: Vec<Reply>) {
+    for (reply, answer) in replies {
+        let _ = reply.send(answer);
+    }
+}
+
 /// A written (not yet fsynced) group commit waiting for the sync stage.
 pub(crate) struct PendingSync {
     /// The database generation the batch was written to: a batch of an older generation than
@@ -117,6 +184,7 @@ pub(crate) fn run_syncer(
     shared: Arc<SharedStore>,
     pending: std::sync::mpsc::Receiver<PendingSync>,
     counters: &WriteCounters,
+    replies: &Replies,
 ) {
     let _span = tracing::info_span!("log_syncer").entered();
     while let Ok(first) = pending.recv() {
@@ -135,6 +203,7 @@ pub(crate) fn run_syncer(
         if let Err(error) = &synced_generation {
             tracing::error!(%error, batches = batches.len(), "WAL fsync failed: appends answered with the error");
         }
+        let mut answers = Vec::with_capacity(batches.iter().map(|batch| batch.verdicts.len()).sum());
         for batch in batches {
             let synced = match &synced_generation {
                 Ok(generation) if *generation == batch.generation => Ok(()),
@@ -154,9 +223,10 @@ pub(crate) fn run_syncer(
                     (Verdict::Settled(answer), _) => answer,
                     (Verdict::Appended(outcome), Ok(())) => Ok(outcome),
                 };
-                let _ = reply.send(answer);
+                answers.push((reply, answer));
             }
         }
+        replies.send(answers);
     }
     tracing::debug!("syncer stopped");
 }
@@ -185,6 +255,8 @@ pub(crate) struct Writer {
     pub(crate) shred_pending: bool,
     /// Where group commits are counted.
     pub(crate) counters: Arc<WriteCounters>,
+    /// How callers are answered.
+    pub(crate) replies: Replies,
 }
 
 /// The working set of one group commit.
@@ -278,9 +350,7 @@ impl Writer {
     /// Answers every command of a group commit with `error`, deciding none of them.
     fn refuse_all(&self, jobs: &mut Vec<AppendJob>, error: &LogError, started: Instant) {
         self.counters.group_commit(jobs.len(), started.elapsed());
-        for job in jobs.drain(..) {
-            let _ = job.reply.send(Err(copy_error(error)));
-        }
+        self.replies.send(jobs.drain(..).map(|job| (job.reply, Err(copy_error(error)))).collect());
     }
 
     /// Decides, writes and answers (or hands to the sync stage) one group commit of `jobs`,
@@ -412,13 +482,15 @@ impl Writer {
         for (committed, next_offset) in advanced {
             publish_committed(&committed, next_offset);
         }
-        for (reply, verdict) in verdicts {
-            let answer = match verdict {
-                Verdict::Settled(answer) => answer,
-                Verdict::Appended(outcome) => Ok(outcome),
-            };
-            let _ = reply.send(answer);
-        }
+        self.replies.send(
+            verdicts
+                .into_iter()
+                .map(|(reply, verdict)| match verdict {
+                    Verdict::Settled(answer) => (reply, answer),
+                    Verdict::Appended(outcome) => (reply, Ok(outcome)),
+                })
+                .collect(),
+        );
     }
 
     fn write(&self, store: &Store, batch: &mut Batch) -> Result<()> {
@@ -661,5 +733,96 @@ impl Writer {
         }
         tracing::debug!(command_id = %request.command_id, "retried command: returning its first result");
         Ok(AppendOutcome::from_stored(outcome, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn outcome(first_offset: u64) -> AppendOutcome {
+        AppendOutcome::from_stored(
+            &StoredOutcome {
+                fingerprint: 7,
+                partition: 0,
+                first_offset,
+                event_count: 1,
+                stream_version: first_offset + 1,
+                recorded_at: Timestamp::from_unix_millis_clamped(0),
+            },
+            false,
+        )
+    }
+
+    /// `count` answers to send, and the receivers that wait for them.
+    fn answers_for(count: u64) -> (Vec<Reply>, Vec<oneshot::Receiver<Result<AppendOutcome>>>) {
+        (0..count)
+            .map(|offset| {
+                let (sender, receiver) = oneshot::channel();
+                ((sender, Ok(outcome(offset))), receiver)
+            })
+            .unzip()
+    }
+
+    fn first_offsets(answers: Vec<Result<AppendOutcome>>) -> Vec<u64> {
+        answers
+            .into_iter()
+            .map(|answer| answer.map(|outcome| outcome.first_offset))
+            .collect::<Result<_>>()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_multi_thread_runtime_gets_a_reply_task_that_answers_every_caller() -> TestResult {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
+        let replies = runtime.block_on(async { Replies::start() });
+        assert!(replies.has_task());
+        let (to_send, receivers) = answers_for(50);
+        // Sent from a plain thread, as the writer and the sync stage do.
+        let sender = replies.clone();
+        std::thread::spawn(move || sender.send(to_send)).join().map_err(|_| "the sending thread panicked")?;
+        let answers = runtime.block_on(async {
+            let mut answers = Vec::new();
+            for receiver in receivers {
+                answers.push(receiver.await?);
+            }
+            Ok::<_, oneshot::error::RecvError>(answers)
+        })?;
+        assert_eq!(first_offsets(answers), (0..50).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    #[test]
+    fn without_a_multi_thread_runtime_callers_are_answered_directly() -> TestResult {
+        assert!(!Replies::start().has_task(), "no runtime at all");
+        let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+        let replies = runtime.block_on(async { Replies::start() });
+        assert!(!replies.has_task(), "a current-thread runtime runs tasks only while driven");
+        let (to_send, receivers) = answers_for(3);
+        replies.send(to_send);
+        let answers = receivers
+            .into_iter()
+            .map(|mut receiver| receiver.try_recv())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        assert_eq!(first_offsets(answers), vec![0, 1, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn once_the_runtime_has_shut_down_callers_are_answered_directly() -> TestResult {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build()?;
+        let replies = runtime.block_on(async { Replies::start() });
+        assert!(replies.has_task());
+        drop(runtime);
+        let (to_send, receivers) = answers_for(4);
+        replies.send(to_send);
+        let answers = receivers
+            .into_iter()
+            .map(|mut receiver| receiver.try_recv())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        assert_eq!(first_offsets(answers), vec![0, 1, 2, 3]);
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use covenant_domain::{Position, RejectionKind, Timestamp, sample};
-use covenant_log::{EventLog, LogConfig, LogError};
+use covenant_log::{Durability, EventLog, LogConfig, LogError};
 
 fn ts(millis: i64) -> Timestamp {
     Timestamp::from_unix_millis_clamped(millis)
@@ -481,6 +481,74 @@ async fn cursors_are_kept_across_reopen() {
     assert_eq!(log.cursor("relay/3").await.unwrap(), Some(42));
     assert_eq!(log.cursor("relay/4").await.unwrap(), Some(7));
     log.close().await.unwrap();
+}
+
+/// A cursor advanced by many tasks at once ends at the highest value any of them gave; an advance
+/// to a lower value leaves it and says where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advanced_cursors_only_move_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(LogConfig::new(dir.path().join("log"))).await.unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..16u64 {
+        let log = log.clone();
+        // Each task advances in its own order: some values arrive after higher ones.
+        tasks.push(tokio::spawn(async move {
+            for step in 0..20u64 {
+                let value = (step * 7 + task * 13) % 320;
+                let stored = log.advance_cursor("relay/0", value).await.unwrap();
+                assert!(stored >= value, "advanced to {value}, stored {stored}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let highest = (0..16u64).flat_map(|task| (0..20u64).map(move |step| (step * 7 + task * 13) % 320)).max();
+    assert_eq!(log.cursor("relay/0").await.unwrap(), highest);
+    let highest = highest.unwrap();
+    assert_eq!(log.advance_cursor("relay/0", 3).await.unwrap(), highest);
+    assert_eq!(log.cursor("relay/0").await.unwrap(), Some(highest));
+    assert_eq!(log.advance_cursor("relay/0", highest + 1).await.unwrap(), highest + 1);
+    log.close().await.unwrap();
+}
+
+/// On a multi-thread runtime the callers are answered by the log's reply task (not directly from
+/// the writer and sync threads): every caller gets its own answer, in both durabilities, and the
+/// log closes cleanly after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_on_a_multi_thread_runtime_are_each_answered() {
+    for durability in [Durability::Buffered, Durability::Fsync] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(config(dir.path(), 4).with_durability(durability)).await.unwrap();
+        let mut tasks = Vec::new();
+        for producer in 0..16 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let customer_id = format!("customer-{producer}");
+                register(&log, &customer_id).await;
+                for n in 0..40u64 {
+                    let command_id = format!("{customer_id}-i{n}");
+                    let outcome = log
+                        .append(request(
+                            &customer_id,
+                            &command_id,
+                            sample::interaction(&command_id, 40).unwrap(),
+                        ))
+                        .await
+                        .unwrap();
+                    // Each caller's own answer: its stream's next version.
+                    assert_eq!(outcome.stream_version, n + 2, "{command_id} ({durability:?})");
+                    assert!(!outcome.deduplicated);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(log.write_stats().commands, 16 * 41, "{durability:?}");
+        log.close().await.unwrap();
+    }
 }
 
 /// Several customers' streams read together (one sorted read per partition) are each exactly the

@@ -147,7 +147,10 @@ pub async fn start(config: LedgerConfig) -> anyhow::Result<RunningLedger> {
             task.abort();
             let _ = task.await;
         }
-        relay.stop();
+        // Its last acknowledged offsets become its cursors: a restart publishes nothing twice.
+        if let Err(error) = relay.shut_down(&log).await {
+            tracing::warn!(%error, "the relay's cursors were not stored at shutdown: a restart publishes its last records again (same message ids)");
+        }
         drop(relay);
         if tokio::time::timeout(Duration::from_secs(2), client.drain()).await.is_err() {
             tracing::warn!("NATS did not drain within 2 s");
