@@ -35,7 +35,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use covenant_domain::{Command, CommandId, CustomerId, EventMetadata, Position, RecordedEvent, Timestamp};
@@ -151,8 +151,9 @@ struct Inner {
     retention_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// What the writers and sync stages did.
     write_counters: Arc<stats::WriteCounters>,
-    /// Held while a cursor is advanced (read, compare, write), so two advances cannot interleave.
-    cursor_advances: Arc<Mutex<()>>,
+    /// Held while a cursor is written (an advance reads, compares and writes under it), so no
+    /// write can fall between an advance's read and its write.
+    cursor_writes: Arc<Mutex<()>>,
 }
 
 /// The async handle to an open event log. Cheap to clone.
@@ -301,7 +302,7 @@ impl EventLog {
                 replication: OnceLock::new(),
                 retention_stop: Mutex::new(retention_stop),
                 write_counters,
-                cursor_advances: Arc::default(),
+                cursor_writes: Arc::default(),
             }),
         })
     }
@@ -456,11 +457,17 @@ impl EventLog {
         blocking(move || reader.shared.current()?.cursor(&name)).await
     }
 
-    /// Stores a named cursor (see [`EventLog::cursor`]).
+    /// Stores a named cursor (see [`EventLog::cursor`]), also backwards (to replay from
+    /// earlier); cursors that only move forward use [`EventLog::advance_cursor`].
     pub async fn set_cursor(&self, name: &str, value: u64) -> Result<()> {
         let reader = self.reader();
         let name = name.to_owned();
-        blocking(move || reader.shared.current()?.set_cursor(&name, value)).await
+        let cursor_writes = Arc::clone(&self.inner.cursor_writes);
+        blocking(move || {
+            let _writing = cursor_writes.lock().unwrap_or_else(PoisonError::into_inner);
+            reader.shared.current()?.set_cursor(&name, value)
+        })
+        .await
     }
 
     /// Moves a named cursor forward to `value`; a cursor already at or past it stays (see
@@ -469,9 +476,9 @@ impl EventLog {
     pub async fn advance_cursor(&self, name: &str, value: u64) -> Result<u64> {
         let reader = self.reader();
         let name = name.to_owned();
-        let advances = Arc::clone(&self.inner.cursor_advances);
+        let cursor_writes = Arc::clone(&self.inner.cursor_writes);
         blocking(move || {
-            let _advancing = advances.lock().map_err(|_| LogError::Closed)?;
+            let _writing = cursor_writes.lock().unwrap_or_else(PoisonError::into_inner);
             let store = reader.shared.current()?;
             match store.cursor(&name)? {
                 Some(stored) if stored >= value => Ok(stored),

@@ -223,9 +223,9 @@ impl MasterKey {
     }
 
     /// Makes a new random key and writes it to `path` (owner read/write only). The key is written
-    /// and fsynced under a temporary name, then moved to `path` only if no file is there, so the file is never seen
-    /// half-written; when another process created `path` meanwhile (two logs beside each other
-    /// opened at once), its key is loaded and returned instead.
+    /// and fsynced under a temporary name, then moved to `path` only if no file is there, so the
+    /// file is never seen half-written; when another process created `path` meanwhile (two logs
+    /// beside each other opened at once), its key is loaded and returned instead.
     pub fn create(path: &Path) -> Result<Self> {
         use std::io::Write;
         let key: [u8; KEY_LEN] = random()?;

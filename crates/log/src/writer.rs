@@ -126,9 +126,10 @@ impl Replies {
             .ok()
             .filter(|runtime| runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
             .map(|runtime| {
-                let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<Reply>>();
+                let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<Reply>>();
                 runtime.spawn(async move {
-                    while let Some(replies) = receiver.recv().await {
+                    let mut queued = QueuedReplies(receiver);
+                    while let Some(replies) = queued.0.recv().await {
                         send_all(replies);
                     }
                 });
@@ -155,6 +156,21 @@ impl Replies {
                 }
             }
             None => send_all(replies),
+        }
+    }
+}
+
+/// The reply task's end of its channel. Dropped with the task (its runtime shutting down), it
+/// closes the channel, so later answers go directly, and sends the answers still queued on the
+/// spot instead of dropping them (their callers would hear `Closed` for commands that may be
+/// durable).
+struct QueuedReplies(tokio::sync::mpsc::UnboundedReceiver<Vec<Reply>>);
+
+impl Drop for QueuedReplies {
+    fn drop(&mut self) {
+        self.0.close();
+        while let Ok(replies) = self.0.try_recv() {
+            send_all(replies);
         }
     }
 }
@@ -774,6 +790,42 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// Sends `count` answers through `replies` and takes them at once: they must have been sent
+    /// before `send` returned (directly, not through a task).
+    fn sent_at_once(
+        replies: &Replies,
+        count: u64,
+    ) -> std::result::Result<Vec<u64>, Box<dyn std::error::Error>> {
+        let (to_send, receivers) = answers_for(count);
+        replies.send(to_send);
+        let answers = receivers
+            .into_iter()
+            .map(|mut receiver| receiver.try_recv())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(first_offsets(answers))
+    }
+
+    #[test]
+    fn answers_still_queued_when_the_reply_task_is_dropped_are_sent_not_lost() -> TestResult {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let queued = QueuedReplies(receiver);
+        let (first, first_receivers) = answers_for(2);
+        let (second, second_receivers) = answers_for(3);
+        sender.send(first)?;
+        sender.send(second)?;
+        drop(queued);
+        let answers = first_receivers
+            .into_iter()
+            .chain(second_receivers)
+            .map(|mut receiver| receiver.try_recv())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        assert_eq!(first_offsets(answers), vec![0, 1, 0, 1, 2]);
+        // Closed: a later batch is handed back to be answered directly.
+        let (later, _receivers) = answers_for(1);
+        assert!(sender.send(later).is_err());
+        Ok(())
+    }
+
     #[test]
     fn a_multi_thread_runtime_gets_a_reply_task_that_answers_every_caller() -> TestResult {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build()?;
@@ -800,13 +852,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().build()?;
         let replies = runtime.block_on(async { Replies::start() });
         assert!(!replies.has_task(), "a current-thread runtime runs tasks only while driven");
-        let (to_send, receivers) = answers_for(3);
-        replies.send(to_send);
-        let answers = receivers
-            .into_iter()
-            .map(|mut receiver| receiver.try_recv())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        assert_eq!(first_offsets(answers), vec![0, 1, 2]);
+        assert_eq!(sent_at_once(&replies, 3)?, vec![0, 1, 2]);
         Ok(())
     }
 
@@ -816,13 +862,7 @@ mod tests {
         let replies = runtime.block_on(async { Replies::start() });
         assert!(replies.has_task());
         drop(runtime);
-        let (to_send, receivers) = answers_for(4);
-        replies.send(to_send);
-        let answers = receivers
-            .into_iter()
-            .map(|mut receiver| receiver.try_recv())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        assert_eq!(first_offsets(answers), vec![0, 1, 2, 3]);
+        assert_eq!(sent_at_once(&replies, 4)?, vec![0, 1, 2, 3]);
         Ok(())
     }
 }
