@@ -18,6 +18,7 @@ mod disk;
 mod log_bench;
 mod ops_bench;
 mod raw;
+mod raw_grpc;
 mod report;
 mod services_bench;
 mod stats;

@@ -197,32 +197,4 @@ macro_rules! ledger_rpcs {
     };
 }
 
-ledger_rpcs! {
-    register_customer: RegisterCustomerRequest,
-    update_profile: UpdateProfileRequest,
-    change_consent: ChangeConsentRequest,
-    change_tier: ChangeTierRequest,
-    record_churn: RecordChurnRequest,
-    reactivate_customer: ReactivateCustomerRequest,
-    erase_customer: EraseCustomerRequest,
-    record_interaction: RecordInteractionRequest,
-    capture_social_mention: CaptureSocialMentionRequest,
-    open_complaint: OpenComplaintRequest,
-    respond_to_complaint: RespondToComplaintRequest,
-    escalate_complaint: EscalateComplaintRequest,
-    resolve_complaint: ResolveComplaintRequest,
-    reopen_complaint: ReopenComplaintRequest,
-    breach_sla: BreachSlaRequest,
-    make_promise: MakePromiseRequest,
-    renegotiate_promise: RenegotiatePromiseRequest,
-    keep_promise: KeepPromiseRequest,
-    partially_keep_promise: PartiallyKeepPromiseRequest,
-    report_broken_promise: ReportBrokenPromiseRequest,
-    expire_promise: ExpirePromiseRequest,
-    cancel_promise: CancelPromiseRequest,
-    issue_apology: IssueApologyRequest,
-    grant_compensation: GrantCompensationRequest,
-    answer_survey: AnswerSurveyRequest,
-    record_purchase: RecordPurchaseRequest,
-    issue_refund: IssueRefundRequest,
-}
+covenant_proto::with_ledger_command_rpcs!(ledger_rpcs);
