@@ -238,11 +238,9 @@ async fn measure(args: &ServicesArgs, root: &Path, nats_url: &str) -> Result<()>
             (format!("{:.2}", p50 / 1000.0), format!("{:.2}", p99 / 1000.0))
         });
         // A goal of 0: the share of the baseline is context, not a target.
-        let versus = baseline.map_or(String::new(), |(whole, goal)| match goal > 0.0 {
-            true => {
-                format!("{} {}", percent(measurement.rate(), whole), verdict(measurement.rate(), whole, goal))
-            }
-            false => percent(measurement.rate(), whole),
+        let versus = baseline.map_or(String::new(), |(whole, goal)| {
+            let share = percent(measurement.rate(), whole);
+            if goal > 0.0 { format!("{share} {}", verdict(measurement.rate(), whole, goal)) } else { share }
         });
         let runs = measurement.rates().iter().map(|rate| thousands(*rate)).collect::<Vec<_>>().join(" / ");
         table.row([
