@@ -5,9 +5,9 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use covenant_proto::v1::{self, ledger_server::Ledger, ledger_server::LedgerServer};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 /// A `Ledger` that answers every command at once as if it had appended one event.
@@ -57,28 +57,17 @@ covenant_proto::with_ledger_command_rpcs!(immediate_rpcs);
 /// A running immediate ledger; dropping it stops the server.
 pub(crate) struct ImmediateServer {
     pub(crate) url: String,
-    _stop: oneshot::Sender<()>,
+    _stop: watch::Sender<bool>,
 }
 
-/// Serves an immediate ledger on a free loopback port (TCP_NODELAY, as the ledger serves).
+/// Serves an immediate ledger on a free loopback port, the way the services serve theirs
+/// ([`covenant_runtime::spawn_grpc`]: TCP_NODELAY on every connection).
 pub(crate) async fn serve() -> Result<ImmediateServer> {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .context("bind the raw gRPC baseline")?;
-    let addr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
-            .add_service(LedgerServer::new(ImmediateLedger))
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(error) = served {
-            eprintln!("the raw gRPC baseline stopped: {error}");
-        }
-    });
+    let (listener, addr) = covenant_runtime::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let (stop, stopped) = watch::channel(false);
+    let router = tonic::transport::Server::builder().add_service(LedgerServer::new(ImmediateLedger));
+    // Ends when `stop` is dropped with the server handle.
+    drop(covenant_runtime::spawn_grpc(router, listener, stopped));
     Ok(ImmediateServer { url: format!("http://{addr}"), _stop: stop })
 }
 
@@ -98,6 +87,18 @@ mod tests {
         };
         let results = client.append_batch(batch).await.unwrap().into_inner().results;
         assert_eq!(results.len(), 2);
+        assert!(results.iter().all(|result| matches!(
+            result.result,
+            Some(v1::batch_result::Result::Appended(ref appended_one)) if *appended_one == appended()
+        )));
+
+        // Dropping the handle stops the server: new connections are refused.
+        let url = server.url.clone();
         drop(server);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while LedgerClient::connect(url.clone()).await.is_ok() {
+            assert!(std::time::Instant::now() < deadline, "the baseline still accepts connections");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
